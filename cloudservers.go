@@ -1,0 +1,158 @@
+// Package cloudservers holds the domain types shared by every part of the
+// system: the request a customer's mutation becomes, and the server and
+// operation records the workflows publish for the read model.
+//
+// The types here are the wire contract on Kafka (JSON); change them only in
+// ways old readers tolerate (add fields, never rename).
+package cloudservers
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kafka topic names. The requests topic is keyed by the customer's bucket;
+// the state topics are compacted and keyed by record ID.
+const (
+	TopicRequests   = "cloudservers.requests"
+	TopicServers    = "cloudservers.servers"
+	TopicOperations = "cloudservers.operations"
+	TopicDeadLetter = "cloudservers.deadletter"
+)
+
+// NotificationTopics are the topics oslo.messaging's Kafka driver writes
+// Nova's notifications to (<topic>.<priority>), plus Ceilometer's notifier
+// publisher topic.
+var NotificationTopics = []string{
+	"versioned_notifications.info",
+	"versioned_notifications.error",
+	"notifications.info",
+	"notifications.error",
+	"ceilometer.event.sample",
+}
+
+// OperationType names an operation a customer can ask for. The workflows
+// registry maps each to its saga.
+type OperationType string
+
+const (
+	OpCreate   OperationType = "create"
+	OpDelete   OperationType = "delete"
+	OpReboot   OperationType = "reboot"
+	OpPowerOff OperationType = "power_off"
+	OpPowerOn  OperationType = "power_on"
+	OpResize   OperationType = "resize"
+	OpReap     OperationType = "reap"
+)
+
+// Request is the message the API publishes to the requests topic for every
+// mutation. OperationID is the deduplication key end to end.
+type Request struct {
+	OperationID string          `json:"operation_id"`
+	ServerID    string          `json:"server_id"`
+	CustomerID  string          `json:"customer_id"`
+	Operation   OperationType   `json:"operation"`
+	Params      json.RawMessage `json:"params,omitempty"`
+	RequestedAt time.Time       `json:"requested_at"`
+}
+
+// CreateParams are the parameters of a create request.
+type CreateParams struct {
+	Name    string `json:"name"`
+	Size    string `json:"size"`
+	Image   string `json:"image"`
+	Region  string `json:"region"`
+	SSHKey  string `json:"ssh_key,omitempty"`
+	KeyName string `json:"key_name,omitempty"` // Nova keypair name, when an SSH key was given
+}
+
+// RebootParams are the parameters of a reboot request.
+type RebootParams struct {
+	Type string `json:"type"` // "soft" or "hard"
+}
+
+// ResizeParams are the parameters of a resize request.
+type ResizeParams struct {
+	Size string `json:"size"`
+}
+
+// ServerStatus is the customer-visible status of a server.
+type ServerStatus string
+
+const (
+	StatusQueued    ServerStatus = "queued"
+	StatusCreating  ServerStatus = "creating"
+	StatusActive    ServerStatus = "active"
+	StatusOff       ServerStatus = "off"
+	StatusRebooting ServerStatus = "rebooting"
+	StatusStopping  ServerStatus = "stopping"
+	StatusStarting  ServerStatus = "starting"
+	StatusResizing  ServerStatus = "resizing"
+	StatusDeleting  ServerStatus = "deleting"
+	StatusDeleted   ServerStatus = "deleted"
+	StatusError     ServerStatus = "error"
+)
+
+// Server is the read-model record of a server, published by its lifecycle
+// workflow (the single writer) to TopicServers, keyed by ID. Version grows
+// with every publication so readers can drop stale records.
+type Server struct {
+	ID             string       `json:"id"`
+	CustomerID     string       `json:"customer_id"`
+	Name           string       `json:"name"`
+	Status         ServerStatus `json:"status"`
+	Size           string       `json:"size"`
+	Image          string       `json:"image"`
+	Region         string       `json:"region"`
+	PrivateIPv4    string       `json:"private_ipv4,omitempty"`
+	PublicIPv4     string       `json:"public_ipv4,omitempty"`
+	NovaInstanceID string       `json:"nova_instance_id,omitempty"`
+	PortID         string       `json:"port_id,omitempty"`
+	FloatingIPID   string       `json:"floating_ip_id,omitempty"`
+	OperationID    string       `json:"operation_id,omitempty"` // the operation in flight
+	Error          string       `json:"error,omitempty"`
+	CreatedAt      time.Time    `json:"created_at"`
+	UpdatedAt      time.Time    `json:"updated_at"`
+	Version        int64        `json:"version"`
+}
+
+// OperationStatus is the status of an operation.
+type OperationStatus string
+
+const (
+	OperationPending   OperationStatus = "pending"
+	OperationRunning   OperationStatus = "running"
+	OperationSucceeded OperationStatus = "succeeded"
+	OperationFailed    OperationStatus = "failed"
+)
+
+// Operation is the read-model record of one operation, published to
+// TopicOperations keyed by ID.
+type Operation struct {
+	ID          string          `json:"id"`
+	ServerID    string          `json:"server_id"`
+	CustomerID  string          `json:"customer_id"`
+	Type        OperationType   `json:"type"`
+	Status      OperationStatus `json:"status"`
+	Error       string          `json:"error,omitempty"`
+	FailedStep  string          `json:"failed_step,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	CompletedAt *time.Time      `json:"completed_at,omitempty"`
+	Version     int64           `json:"version"`
+}
+
+// NovaServerName is the name given to a server's Nova instance. The
+// notification router recognises our instances by this prefix: it is the
+// display_name every Nova notification carries.
+func NovaServerName(serverID string) string { return NovaNamePrefix + serverID }
+
+// NovaNamePrefix marks Nova instances (and ports) created by this system.
+const NovaNamePrefix = "cs-"
+
+// MetadataServerID and MetadataCustomerID are the Nova metadata keys (also
+// carried by notifications) that tie an instance to its server.
+const (
+	MetadataServerID   = "cloudservers_server_id"
+	MetadataCustomerID = "cloudservers_customer_id"
+)
