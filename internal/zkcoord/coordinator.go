@@ -1,0 +1,352 @@
+package zkcoord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// ErrClosed is returned by calls on a Coordinator after Close.
+var ErrClosed = errors.New("zookeeper coordinator closed")
+
+// Coordinator is one ZooKeeper session shared by all partition owners and
+// singletons of a process. It is safe for concurrent use.
+type Coordinator struct {
+	cfg  Config
+	log  *slog.Logger
+	conn *zk.Conn
+	sess *sessionTracker
+
+	// closeCtx ends every OwnPartition/RunSingleton loop when Close is called.
+	closeCtx context.Context
+	cancel   context.CancelFunc
+
+	mu     sync.Mutex // guards closed and the Add side of loops
+	closed bool
+	loops  sync.WaitGroup
+}
+
+// Connect opens a ZooKeeper session and creates the chroot if it is missing.
+// While ZooKeeper is unreachable it logs each attempt and retries with
+// exponential backoff (0.5 s doubling to 30 s) until ctx ends; it then
+// returns an error naming the servers and the last connection error.
+func Connect(ctx context.Context, cfg Config) (*Coordinator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "zkcoord", "process", cfg.ProcessID)
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		c, err := dial(ctx, cfg, log)
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to zookeeper %s: gave up after %d attempts: %w (last error: %v)",
+				strings.Join(cfg.Servers, ","), attempt, ctx.Err(), err)
+		}
+		log.Warn("zookeeper unreachable, retrying",
+			"servers", strings.Join(cfg.Servers, ","), "attempt", attempt, "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connect to zookeeper %s: gave up after %d attempts: %w (last error: %v)",
+				strings.Join(cfg.Servers, ","), attempt, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// dial makes one attempt: a session within max(session timeout, 3 s) and
+// the chroot created.
+func dial(ctx context.Context, cfg Config, log *slog.Logger) (*Coordinator, error) {
+	sess := newSessionTracker(log)
+	dialErr := &lastError{}
+	dialer := func(network, address string, timeout time.Duration) (net.Conn, error) {
+		conn, err := net.DialTimeout(network, address, timeout)
+		dialErr.set(err)
+		return conn, err
+	}
+	zlog := &zkLogger{log: cfg.Logger.With("component", "zookeeper-client", "process", cfg.ProcessID), sess: sess}
+	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
+		zk.WithLogger(zlog),
+		zk.WithDialer(dialer),
+		// The callback runs synchronously in the client's connection loop
+		// and, unlike the event channel (6 slots, drops when full), never
+		// loses a session event. It must not block.
+		zk.WithEventCallback(sess.handle),
+	)
+	if err != nil { // bad server list or DNS failure for every server
+		return nil, err
+	}
+	sess.bind(conn)
+
+	wait := max(cfg.SessionTimeout, 3*time.Second)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		v := sess.view()
+		if v.live && v.id != 0 {
+			break
+		}
+		select {
+		case <-v.changed:
+			continue
+		case <-ctx.Done():
+			conn.Close()
+			return nil, errOr(dialErr.get(), ctx.Err())
+		case <-t.C:
+			conn.Close()
+			return nil, fmt.Errorf("no session within %s: %w", wait,
+				errOr(dialErr.get(), errors.New("server did not answer")))
+		}
+	}
+
+	closeCtx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{cfg: cfg, log: log, conn: conn, sess: sess, closeCtx: closeCtx, cancel: cancel}
+	for _, p := range []string{cfg.Chroot, c.partitionsPath(), c.singletonsPath()} {
+		if err := c.ensurePath(p); err != nil {
+			cancel()
+			conn.Close()
+			return nil, fmt.Errorf("create %s: %w", p, err)
+		}
+	}
+	log.Info("connected to zookeeper", "servers", strings.Join(cfg.Servers, ","), "chroot", cfg.Chroot,
+		"session", sessionHex(conn.SessionID()), "session_timeout", c.SessionTimeout())
+	return c, nil
+}
+
+// Close stops every OwnPartition and RunSingleton loop (each cancels its run
+// and waits for it to return, then deletes its nodes), waits for them, and
+// closes the ZooKeeper session.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.loops.Wait()
+	c.conn.Close()
+	c.log.Info("zookeeper session closed")
+	return nil
+}
+
+// SessionTimeout is the session timeout negotiated with the server (which
+// may differ from the requested Config.SessionTimeout).
+func (c *Coordinator) SessionTimeout() time.Duration {
+	if d := c.sess.negotiated(); d > 0 {
+		return d
+	}
+	return c.cfg.SessionTimeout
+}
+
+// SessionID is the current ZooKeeper session ID (0 while there is none).
+func (c *Coordinator) SessionID() int64 { return c.sess.view().id }
+
+// ProcessID is the configured process ID.
+func (c *Coordinator) ProcessID() string { return c.cfg.ProcessID }
+
+// startLoop registers a loop with Close and returns its context, which ends
+// with ctx or with Close.
+func (c *Coordinator) startLoop(ctx context.Context) (context.Context, func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, ErrClosed
+	}
+	c.loops.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.closeCtx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		c.loops.Done()
+	}, nil
+}
+
+// loopEnd is what an OwnPartition/RunSingleton loop returns when its context
+// ended: nil for the caller's ctx, ErrClosed for Close.
+func (c *Coordinator) loopEnd() error {
+	if c.closeCtx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (c *Coordinator) partitionsPath() string { return c.cfg.Chroot + "/partitions" }
+func (c *Coordinator) singletonsPath() string { return c.cfg.Chroot + "/singletons" }
+
+// ensurePath creates a persistent node and its missing parents.
+func (c *Coordinator) ensurePath(path string) error {
+	ok, _, err := c.conn.Exists(path)
+	if err != nil || ok {
+		return err
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	cur := ""
+	for _, part := range parts {
+		cur += "/" + part
+		_, err := c.conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll))
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// sessionTracker turns the client's session events into a view that loops
+// can wait on: the current session ID, whether it is usable right now, and a
+// channel closed at the next change.
+type sessionTracker struct {
+	log *slog.Logger
+
+	mu        sync.Mutex
+	conn      *zk.Conn
+	id        int64
+	live      bool
+	changed   chan struct{}
+	timeoutMs atomic.Int64
+}
+
+type sessionView struct {
+	id      int64
+	live    bool // connected with session id; false from StateDisconnected on
+	changed <-chan struct{}
+}
+
+func newSessionTracker(log *slog.Logger) *sessionTracker {
+	return &sessionTracker{log: log, changed: make(chan struct{})}
+}
+
+// bind gives the tracker the connection to read session IDs from. A session
+// established before zk.Connect returned is resolved here.
+func (s *sessionTracker) bind(conn *zk.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = conn
+	if s.live && s.id == 0 {
+		s.id = conn.SessionID()
+		s.broadcast()
+	}
+}
+
+func (s *sessionTracker) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *sessionTracker) view() sessionView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sessionView{id: s.id, live: s.live, changed: s.changed}
+}
+
+func (s *sessionTracker) negotiated() time.Duration {
+	return time.Duration(s.timeoutMs.Load()) * time.Millisecond
+}
+
+// handle runs inside the ZooKeeper client's goroutines: no blocking, no
+// calls back into the connection.
+func (s *sessionTracker) handle(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, live := s.id, s.live
+	switch ev.State {
+	case zk.StateHasSession:
+		id, live = 0, true
+		if s.conn != nil {
+			id = s.conn.SessionID()
+		}
+	case zk.StateExpired:
+		id, live = 0, false
+	case zk.StateDisconnected, zk.StateConnecting, zk.StateConnected, zk.StateAuthFailed:
+		live = false
+	default:
+		return
+	}
+	if id == s.id && live == s.live {
+		return
+	}
+	prev := s.id
+	s.id, s.live = id, live
+	s.broadcast()
+	switch {
+	case ev.State == zk.StateExpired:
+		s.log.Warn("zookeeper session expired", "session", sessionHex(prev))
+	case live && prev != 0 && prev == id:
+		s.log.Info("zookeeper session resumed", "session", sessionHex(id), "server", ev.Server)
+	case live:
+		s.log.Info("zookeeper session established", "session", sessionHex(id), "server", ev.Server)
+	default:
+		s.log.Warn("zookeeper connection lost", "session", sessionHex(id), "state", ev.State.String())
+	}
+}
+
+// zkLogger routes the client library's Printf logs to slog and picks the
+// negotiated session timeout out of its "authenticated" line (the library
+// keeps it private).
+type zkLogger struct {
+	log  *slog.Logger
+	sess *sessionTracker
+}
+
+func (l *zkLogger) Printf(format string, args ...any) {
+	if format == "authenticated: id=%d, timeout=%d" && len(args) == 2 {
+		if ms, ok := args[1].(int32); ok {
+			l.sess.timeoutMs.Store(int64(ms))
+		}
+	}
+	msg := fmt.Sprintf(format, args...)
+	level := slog.LevelInfo
+	lower := strings.ToLower(msg)
+	if strings.Contains(lower, "fail") || strings.Contains(lower, "error") {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, msg)
+}
+
+type lastError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (e *lastError) set(err error) {
+	if err == nil {
+		return
+	}
+	e.mu.Lock()
+	e.err = err
+	e.mu.Unlock()
+}
+
+func (e *lastError) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+func errOr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+func sessionHex(id int64) string { return fmt.Sprintf("0x%x", id) }

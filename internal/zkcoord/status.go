@@ -1,0 +1,270 @@
+package zkcoord
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Status is a snapshot of every partition's and singleton's coordination
+// state, for the status command and the admin endpoint.
+type Status struct {
+	Chroot     string            `json:"chroot"`
+	Session    string            `json:"session"` // this coordinator's session ID (hex)
+	Partitions []PartitionStatus `json:"partitions"`
+	Singletons []SingletonStatus `json:"singletons"`
+}
+
+// PartitionStatus is one partition's ownership.
+type PartitionStatus struct {
+	Partition int32 `json:"partition"`
+	// Candidates is the configured order [primary, partner, ...] as last
+	// written by a candidate.
+	Candidates []string `json:"candidates"`
+	// Alive are the candidates with a live session, in configured order
+	// (unknown ones last).
+	Alive []string `json:"alive"`
+	// Preferred is the first alive candidate: who should own the partition.
+	Preferred string `json:"preferred,omitempty"`
+	// Owner is nil while nobody holds the lock.
+	Owner *Holder `json:"owner,omitempty"`
+	// HandbackPending is true while the owner is not the preferred candidate
+	// (the owner is stopping so that the preferred one can take over).
+	HandbackPending bool `json:"handback_pending"`
+}
+
+// Holder is a lock znode's content.
+type Holder struct {
+	Process string    `json:"process"`
+	Token   string    `json:"token"`
+	Fence   int64     `json:"fence"`
+	Since   time.Time `json:"since"`
+	Session string    `json:"session"`
+}
+
+// SingletonStatus is one single-instance service's election.
+type SingletonStatus struct {
+	Name     string   `json:"name"`
+	Leader   *Holder  `json:"leader,omitempty"`
+	Standbys []Holder `json:"standbys"`
+}
+
+// Status reads the coordination state of every partition and singleton.
+// Nodes that vanish while it reads are skipped.
+func (c *Coordinator) Status(ctx context.Context) (Status, error) {
+	st := Status{Chroot: c.cfg.Chroot, Session: sessionHex(c.SessionID()), Partitions: []PartitionStatus{}, Singletons: []SingletonStatus{}}
+	parts, _, err := c.conn.Children(c.partitionsPath())
+	if err != nil {
+		return st, fmt.Errorf("list partitions: %w", err)
+	}
+	for _, name := range parts {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		p, err := strconv.ParseInt(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		ps, err := c.partitionStatus(int32(p))
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return st, fmt.Errorf("partition %d: %w", p, err)
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	slices.SortFunc(st.Partitions, func(a, b PartitionStatus) int { return cmp.Compare(a.Partition, b.Partition) })
+
+	names, _, err := c.conn.Children(c.singletonsPath())
+	if err != nil {
+		return st, fmt.Errorf("list singletons: %w", err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		ss, err := c.singletonStatus(name)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return st, fmt.Errorf("singleton %s: %w", name, err)
+		}
+		st.Singletons = append(st.Singletons, ss)
+	}
+	return st, nil
+}
+
+func (c *Coordinator) partitionStatus(p int32) (PartitionStatus, error) {
+	base := c.partitionsPath() + "/" + strconv.Itoa(int(p))
+	ps := PartitionStatus{Partition: p, Candidates: []string{}, Alive: []string{}}
+	data, _, err := c.conn.Get(base)
+	if err != nil {
+		return ps, err
+	}
+	var pd partitionData
+	_ = json.Unmarshal(data, &pd)
+	if pd.Candidates != nil {
+		ps.Candidates = pd.Candidates
+	}
+	alive, _, err := c.conn.Children(base + "/candidates")
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return ps, err
+	}
+	ps.Alive = orderAlive(ps.Candidates, alive)
+	ps.Preferred = preferredCandidate(ps.Candidates, alive)
+	data, stat, err := c.conn.Get(base + "/owner")
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+	case err != nil:
+		return ps, err
+	default:
+		h := holder(data, stat)
+		ps.Owner = &h
+		ps.HandbackPending = ps.Preferred != "" && h.Process != ps.Preferred
+	}
+	return ps, nil
+}
+
+// orderAlive lists alive candidates in configured order, unknown ones last.
+func orderAlive(candidates, alive []string) []string {
+	out := []string{}
+	for _, c := range candidates {
+		if slices.Contains(alive, c) {
+			out = append(out, c)
+		}
+	}
+	var extra []string
+	for _, a := range alive {
+		if !slices.Contains(candidates, a) {
+			extra = append(extra, a)
+		}
+	}
+	slices.Sort(extra)
+	return append(out, extra...)
+}
+
+func (c *Coordinator) singletonStatus(name string) (SingletonStatus, error) {
+	dir := c.singletonsPath() + "/" + name
+	ss := SingletonStatus{Name: name, Standbys: []Holder{}}
+	children, _, err := c.conn.Children(dir)
+	if err != nil {
+		return ss, err
+	}
+	for _, child := range electionOrder(children) {
+		data, stat, err := c.conn.Get(dir + "/" + child)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return ss, err
+		}
+		h := holder(data, stat)
+		if ss.Leader == nil {
+			ss.Leader = &h
+		} else {
+			ss.Standbys = append(ss.Standbys, h)
+		}
+	}
+	return ss, nil
+}
+
+func holder(data []byte, stat *zk.Stat) Holder {
+	d := decodeLock(data)
+	return Holder{Process: d.Process, Token: d.Token, Fence: stat.Czxid, Since: zkTime(stat.Ctime),
+		Session: sessionHex(stat.EphemeralOwner)}
+}
+
+// WriteText writes the status as aligned tables for people.
+func (s Status) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ZooKeeper chroot %s, session %s\n\n", s.Chroot, s.Session)
+	fmt.Fprintln(tw, "PARTITION\tOWNER\tCANDIDATES\tALIVE\tFENCE\tSINCE\tTOKEN\tNOTE")
+	for _, p := range s.Partitions {
+		owner, fence, since, token := "-", "-", "-", "-"
+		if p.Owner != nil {
+			owner, fence, since, token = p.Owner.Process, strconv.FormatInt(p.Owner.Fence, 10),
+				p.Owner.Since.Format(time.RFC3339), p.Owner.Token
+		}
+		note := ""
+		switch {
+		case p.Owner == nil && p.Preferred == "":
+			note = "no live candidate"
+		case p.Owner == nil:
+			note = "unowned (" + p.Preferred + " acquiring)"
+		case p.HandbackPending:
+			note = "handing back to " + p.Preferred
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, owner, strings.Join(p.Candidates, ","),
+			strings.Join(p.Alive, ","), fence, since, token, note)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "SINGLETON\tLEADER\tSTANDBYS\tFENCE\tSINCE\tTOKEN")
+	for _, sg := range s.Singletons {
+		leader, fence, since, token := "-", "-", "-", "-"
+		if sg.Leader != nil {
+			leader, fence, since, token = sg.Leader.Process, strconv.FormatInt(sg.Leader.Fence, 10),
+				sg.Leader.Since.Format(time.RFC3339), sg.Leader.Token
+		}
+		standbys := make([]string, len(sg.Standbys))
+		for i, h := range sg.Standbys {
+			standbys[i] = h.Process
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sg.Name, leader, strings.Join(standbys, ","), fence, since, token)
+	}
+	return tw.Flush()
+}
+
+// ErrLeaseLost is wrapped by CheckLease's error when the lock is gone or
+// held by someone else.
+var ErrLeaseLost = errors.New("lease lost")
+
+// CheckLease reports whether lease's lock znode still exists with its token,
+// fence and session, asking the leader after a sync (so a lagging follower
+// cannot answer from stale state). A run function can call it before an
+// irreversible step. The answer is only as fresh as the call: a partition
+// can make it stale a moment later; the fence is the real protection.
+func (c *Coordinator) CheckLease(lease Lease) error {
+	if v := c.sess.view(); !v.live || v.id != lease.Session {
+		return fmt.Errorf("check lease (fence %d): %w: session %s is not connected", lease.Fence, ErrLeaseLost, sessionHex(lease.Session))
+	}
+	path := c.partitionsPath() + "/" + strconv.Itoa(int(lease.Partition)) + "/owner"
+	if lease.Singleton != "" {
+		children, _, err := c.conn.Children(c.singletonsPath() + "/" + lease.Singleton)
+		if err != nil {
+			return fmt.Errorf("check lease: %w", err)
+		}
+		order := electionOrder(children)
+		if len(order) == 0 {
+			return fmt.Errorf("check lease: %w: singleton %s has no leader", ErrLeaseLost, lease.Singleton)
+		}
+		path = c.singletonsPath() + "/" + lease.Singleton + "/" + order[0]
+	}
+	if _, err := c.conn.Sync(path); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("check lease: %w", err)
+	}
+	data, stat, err := c.conn.Get(path)
+	if errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("check lease (fence %d): %w: %s is gone", lease.Fence, ErrLeaseLost, path)
+	}
+	if err != nil {
+		return fmt.Errorf("check lease: %w", err)
+	}
+	if stat.Czxid != lease.Fence || stat.EphemeralOwner != lease.Session || decodeLock(data).Token != lease.Token {
+		return fmt.Errorf("check lease (fence %d): %w: %s is held by %s (fence %d)",
+			lease.Fence, ErrLeaseLost, path, decodeLock(data).Process, stat.Czxid)
+	}
+	return nil
+}
