@@ -1,0 +1,39 @@
+package workflows
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/activities"
+)
+
+func validateReboot(params json.RawMessage, _ cloudservers.Catalog) error {
+	var p cloudservers.RebootParams
+	if err := decodeParams(params, &p); err != nil {
+		return err
+	}
+	if p.Type != "soft" && p.Type != "hard" {
+		return fmt.Errorf("reboot type must be soft or hard, not %q", p.Type)
+	}
+	return nil
+}
+
+// RebootServerWorkflow reboots a server (soft or hard): RebootNovaServer,
+// then wait for instance.reboot.end.
+func RebootServerWorkflow(ctx workflow.Context, in OperationInput) (OperationResult, error) {
+	var a *activities.Activities
+	var p cloudservers.RebootParams
+	if err := decodeParams(in.Request.Params, &p); err != nil {
+		return OperationResult{}, err
+	}
+	return runNovaAction(ctx, in, novaAction{
+		step: "RebootNovaServer", activity: a.RebootNovaServer,
+		arg:     activities.RebootInput{InstanceID: in.Server.NovaInstanceID, Type: p.Type},
+		what:    p.Type + " reboot",
+		success: []string{"instance.reboot.end"}, failure: []string{"instance.reboot.error"},
+		status: "ACTIVE", after: cloudservers.StatusActive,
+	})
+}

@@ -1,0 +1,133 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudservers/cloudservers/activities"
+	"github.com/cloudservers/cloudservers/internal/notification"
+)
+
+// Expectation describes the notification that ends a Nova action.
+type Expectation struct {
+	// What names the wait for messages ("build of Nova server X").
+	What string
+	// Action is what the activity that asked Nova learnt: the instance and
+	// the request ID the notifications will carry.
+	Action activities.NovaAction
+	// Success and Failure list the (normalised, versioned) event types that
+	// end the wait.
+	Success []string
+	Failure []string
+	// Reconcile judges the one read made when no notification came in time:
+	// nil means the action completed and its notification was lost.
+	Reconcile func(activities.NovaServer) error
+}
+
+// Await waits for the notification that ends a Nova action, delivered as a
+// SignalNovaEvent signal. Notifications of other instances and of other
+// requests (a late duplicate of an earlier reboot, say) are ignored, as are
+// duplicates: the first event that ends the action decides. When none comes
+// within timeout, Await makes exactly one reconciliation read.
+func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
+	if exp.Action.AlreadyDone {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = DefaultEventTimeout
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalNovaEvent)
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	timer := workflow.NewTimer(timerCtx, timeout)
+	var latest *notification.Event // the newest relevant instance.update, by Nova's timestamp
+	for {
+		var (
+			ev       notification.Event
+			got      bool
+			timedOut bool
+		)
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, &ev)
+			got = true
+		})
+		sel.AddFuture(timer, func(workflow.Future) { timedOut = true })
+		sel.Select(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if timedOut {
+			return reconcile(ctx, exp, timeout, latest)
+		}
+		if !got || !exp.matches(ev) {
+			continue
+		}
+		switch {
+		case slices.Contains(exp.Success, ev.EventType):
+			return nil
+		case slices.Contains(exp.Failure, ev.EventType):
+			return fmt.Errorf("%s: Nova reported %s: %s", exp.What, ev.EventType, faultOf(ev))
+		case ev.EventType == "instance.update":
+			// Updates can arrive out of order (and legacy twins duplicate
+			// them): keep the newest by Nova's own timestamp. An update to
+			// ERROR ends the wait even when the .error event is lost.
+			if latest == nil || ev.Timestamp.After(latest.Timestamp) {
+				e := ev
+				latest = &e
+				if ev.State == "error" {
+					return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(ev))
+				}
+			}
+		}
+	}
+}
+
+func (exp Expectation) matches(ev notification.Event) bool {
+	if ev.InstanceID != "" && ev.InstanceID != exp.Action.InstanceID {
+		return false
+	}
+	// A request ID on both sides must agree: this is what tells this
+	// reboot's .end from the late duplicate of the previous one's.
+	if exp.Action.RequestID != "" && ev.RequestID != "" && ev.RequestID != exp.Action.RequestID {
+		return false
+	}
+	return true
+}
+
+func faultOf(ev notification.Event) string {
+	if ev.Fault != "" {
+		return ev.Fault
+	}
+	return "no fault given"
+}
+
+func reconcile(ctx workflow.Context, exp Expectation, timeout time.Duration, latest *notification.Event) error {
+	var a *activities.Activities
+	var s activities.NovaServer
+	if err := workflow.ExecuteActivity(WithActivityOptions(ctx), a.GetNovaServer, exp.Action.InstanceID).Get(ctx, &s); err != nil {
+		return fmt.Errorf("%s: no notification within %s, and the reconciliation read failed: %w", exp.What, timeout, err)
+	}
+	if err := exp.Reconcile(s); err != nil {
+		return fmt.Errorf("%s: no notification within %s; Nova shows status %s task %q: %w", exp.What, timeout, s.Status, s.TaskState, err)
+	}
+	workflow.GetLogger(ctx).Warn("notification lost; reconciliation read shows the action done", "what", exp.What, "status", s.Status)
+	return nil
+}
+
+// wantStatus is a Reconcile function that accepts a Nova status with no
+// task in progress.
+func wantStatus(status string) func(activities.NovaServer) error {
+	return func(s activities.NovaServer) error {
+		if s.Status == status && s.TaskState == "" {
+			return nil
+		}
+		if s.Status == "ERROR" {
+			return fmt.Errorf("instance in ERROR: %s", s.Fault)
+		}
+		return fmt.Errorf("want %s", status)
+	}
+}
