@@ -1,0 +1,66 @@
+// Package openstack connects to an OpenStack cloud the way every OpenStack
+// tool does: from clouds.yaml (OS_CLOUD, OS_CLIENT_CONFIG_FILE) or from the
+// OS_* environment variables.
+package openstack
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gos "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+
+	"github.com/cloudservers/cloudservers/activities"
+)
+
+// ComputeMicroversion is the Nova API microversion the activities speak:
+// tags on create (2.52) and the flavor embedded in servers (2.47).
+const ComputeMicroversion = "2.79"
+
+// Connect authenticates and returns the compute, network and image clients.
+// With OS_CLOUD set, the cloud comes from clouds.yaml; otherwise from the
+// OS_* variables. Every call has a timeout, and the token is renewed when it
+// expires.
+func Connect(ctx context.Context) (activities.Clients, error) {
+	var (
+		auth     gophercloud.AuthOptions
+		endpoint gophercloud.EndpointOpts
+		err      error
+	)
+	if os.Getenv("OS_CLOUD") != "" {
+		auth, endpoint, _, err = clouds.Parse()
+		if err != nil {
+			return activities.Clients{}, fmt.Errorf("read clouds.yaml for cloud %q: %w", os.Getenv("OS_CLOUD"), err)
+		}
+	} else {
+		auth, err = gos.AuthOptionsFromEnv()
+		if err != nil {
+			return activities.Clients{}, fmt.Errorf("OpenStack credentials: set OS_CLOUD (clouds.yaml) or OS_AUTH_URL and friends: %w", err)
+		}
+		endpoint.Region = os.Getenv("OS_REGION_NAME")
+	}
+	auth.AllowReauth = true
+	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}))
+	if err != nil {
+		return activities.Clients{}, fmt.Errorf("authenticate with OpenStack at %s: %w", auth.IdentityEndpoint, err)
+	}
+	compute, err := gos.NewComputeV2(provider, endpoint)
+	if err != nil {
+		return activities.Clients{}, fmt.Errorf("compute endpoint: %w", err)
+	}
+	compute.Microversion = ComputeMicroversion
+	network, err := gos.NewNetworkV2(provider, endpoint)
+	if err != nil {
+		return activities.Clients{}, fmt.Errorf("network endpoint: %w", err)
+	}
+	image, err := gos.NewImageV2(provider, endpoint)
+	if err != nil {
+		return activities.Clients{}, fmt.Errorf("image endpoint: %w", err)
+	}
+	return activities.Clients{Compute: compute, Network: network, Image: image}, nil
+}

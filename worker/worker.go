@@ -1,0 +1,37 @@
+// Package worker hosts the workflows and activities on the task queue.
+// Every saga in the workflows registry is registered here; nothing else
+// needs to change when a saga is added.
+package worker
+
+import (
+	"context"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cloudservers/cloudservers/activities"
+	"github.com/cloudservers/cloudservers/workflows"
+)
+
+// Register registers the lifecycle workflow, every saga of the registry and
+// the activities with w.
+func Register(w sdkworker.Registry, a *activities.Activities) {
+	w.RegisterWorkflow(workflows.ServerWorkflow)
+	for _, d := range workflows.Registry() {
+		w.RegisterWorkflowWithOptions(d.Workflow, workflow.RegisterOptions{})
+	}
+	w.RegisterActivity(a)
+}
+
+// Run polls the task queue until ctx ends.
+func Run(ctx context.Context, c client.Client, a *activities.Activities) error {
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+	Register(w, a)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
