@@ -1,0 +1,104 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/IBM/sarama"
+
+	"github.com/cloudservers/cloudservers"
+)
+
+// TopicSpec is a topic the stack creates.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Config     map[string]string
+}
+
+// Topics returns the project's topics with their partitions and configs:
+// the requests topic (requestPartitions partitions), the compacted state
+// topics, the dead letters and OpenStack's notification topics.
+func Topics(requestPartitions int) []TopicSpec {
+	// State topics are the read store: keep the newest record per key
+	// forever, compact soon enough that a reader catching up does not read
+	// long histories, and keep tombstones a day so readers see deletions.
+	compacted := map[string]string{
+		"cleanup.policy":            "compact",
+		"min.compaction.lag.ms":     "0",
+		"min.cleanable.dirty.ratio": "0.1",
+		"segment.ms":                "600000",   // 10 min: the active segment is never compacted
+		"delete.retention.ms":       "86400000", // 1 day
+		"max.compaction.lag.ms":     "3600000",  // 1 hour
+	}
+	topics := []TopicSpec{
+		{Name: cloudservers.TopicRequests, Partitions: int32(requestPartitions), Config: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   "604800000", // 7 days
+		}},
+		{Name: cloudservers.TopicServers, Partitions: 3, Config: compacted},
+		{Name: cloudservers.TopicOperations, Partitions: 3, Config: compacted},
+		{Name: cloudservers.TopicDeadLetter, Partitions: 1, Config: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   "2592000000", // 30 days
+		}},
+	}
+	for _, n := range cloudservers.NotificationTopics {
+		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   "86400000", // 1 day
+		}})
+	}
+	return topics
+}
+
+// CreateTopics creates every topic that does not exist yet, with
+// replication factor 1 (the dev stack has one broker). An existing topic
+// keeps its configuration; one with fewer partitions than asked is grown
+// (a topic can never shrink). It is idempotent.
+func CreateTopics(ctx context.Context, brokers []string, topics []TopicSpec, log io.Writer) error {
+	if log == nil {
+		log = io.Discard
+	}
+	return withAdmin(ctx, brokers, func(admin sarama.ClusterAdmin) error {
+		existing, err := admin.ListTopics()
+		if err != nil {
+			return fmt.Errorf("list topics: %w", err)
+		}
+		var created []string
+		for _, t := range topics {
+			if d, ok := existing[t.Name]; ok {
+				if d.NumPartitions < t.Partitions {
+					if err := admin.CreatePartitions(t.Name, t.Partitions, nil, false); err != nil {
+						return fmt.Errorf("grow %s to %d partitions: %w", t.Name, t.Partitions, err)
+					}
+					fmt.Fprintf(log, "  grew topic %s from %d to %d partitions\n", t.Name, d.NumPartitions, t.Partitions)
+				} else if d.NumPartitions > t.Partitions {
+					fmt.Fprintf(log, "  topic %s keeps its %d partitions (%d asked; partitions cannot be removed)\n", t.Name, d.NumPartitions, t.Partitions)
+				}
+				continue
+			}
+			entries := map[string]*string{}
+			for k, v := range t.Config {
+				entries[k] = &v
+			}
+			err := admin.CreateTopic(t.Name, &sarama.TopicDetail{
+				NumPartitions:     t.Partitions,
+				ReplicationFactor: 1,
+				ConfigEntries:     entries,
+			}, false)
+			if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w", t.Name, err)
+			}
+			created = append(created, t.Name)
+		}
+		if len(created) > 0 {
+			sort.Strings(created)
+			fmt.Fprintf(log, "  created %d topics: %v\n", len(created), created)
+		}
+		return nil
+	})
+}
