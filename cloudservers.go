@@ -18,7 +18,15 @@ const (
 	TopicServers    = "cloudservers.servers"
 	TopicOperations = "cloudservers.operations"
 	TopicDeadLetter = "cloudservers.deadletter"
+	// TopicAPIKeys holds customers' API keys (hashed), keyed by hash.
+	TopicAPIKeys = "cloudservers.apikeys"
+	// TopicIdempotency holds the API's idempotency records, keyed by
+	// customer and Idempotency-Key.
+	TopicIdempotency = "cloudservers.idempotency"
 )
+
+// StateTopics are the compacted topics the API materializes.
+var StateTopics = []string{TopicServers, TopicOperations, TopicAPIKeys, TopicIdempotency}
 
 // NotificationTopics are the topics oslo.messaging's Kafka driver writes
 // Nova's notifications to (<topic>.<priority>), plus Ceilometer's notifier

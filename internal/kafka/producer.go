@@ -90,3 +90,27 @@ func (p *Producer) Publish(ctx context.Context, topic string, value []byte) erro
 
 // Close flushes and closes the producer.
 func (p *Producer) Close() error { return p.p.Close() }
+
+// NewPartitionProducer connects an idempotent acks=all producer that writes
+// to the partition it is given: the API's requests go to the partition of
+// the customer's bucket.
+func NewPartitionProducer(brokers []string, clientID string) (*Producer, error) {
+	p, err := sarama.NewSyncProducer(brokers, ProducerConfig(clientID))
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer for %v: %w", brokers, err)
+	}
+	return &Producer{p: p}, nil
+}
+
+// SendToPartition writes one message to an explicit partition and returns
+// once the brokers acknowledged it.
+func (p *Producer) SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
+	if _, _, err := p.p.SendMessage(msg); err != nil {
+		return fmt.Errorf("send to %s/%d: %w", topic, partition, err)
+	}
+	return nil
+}
