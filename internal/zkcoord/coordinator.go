@@ -20,10 +20,12 @@ var ErrClosed = errors.New("zookeeper coordinator closed")
 // Coordinator is one ZooKeeper session shared by all partition owners and
 // singletons of a process. It is safe for concurrent use.
 type Coordinator struct {
-	cfg  Config
-	log  *slog.Logger
-	conn *zk.Conn
-	sess *sessionTracker
+	cfg    Config
+	log    *slog.Logger
+	conn   *zk.Conn
+	events <-chan zk.Event // closed when the client's goroutines end
+	dialer *dialer
+	sess   *sessionTracker
 
 	// closeCtx ends every OwnPartition/RunSingleton loop when Close is called.
 	closeCtx context.Context
@@ -35,53 +37,45 @@ type Coordinator struct {
 }
 
 // Connect opens a ZooKeeper session and creates the chroot if it is missing.
-// While ZooKeeper is unreachable it logs each attempt and retries with
-// exponential backoff (0.5 s doubling to 30 s) until ctx ends; it then
-// returns an error naming the servers and the last connection error.
+// While ZooKeeper is unreachable it logs every failed attempt and retries
+// with backoff (1 s, 2 s, 4 s, 8 s, then every 15 s) until ctx ends;
+// it then returns an error naming the servers and the last connection
+// error. It never gives up on its own.
 func Connect(ctx context.Context, cfg Config) (*Coordinator, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "zkcoord", "process", cfg.ProcessID)
-	backoff := 500 * time.Millisecond
+	servers := strings.Join(cfg.Servers, ",")
+	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		c, err := dial(ctx, cfg, log)
 		if err == nil {
 			return c, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to zookeeper %s: gave up after %d attempts: %w (last error: %v)",
-				strings.Join(cfg.Servers, ","), attempt, ctx.Err(), err)
+			return nil, fmt.Errorf("connect to zookeeper %s: %w (last error: %v)", servers, ctx.Err(), err)
 		}
-		log.Warn("zookeeper unreachable, retrying",
-			"servers", strings.Join(cfg.Servers, ","), "attempt", attempt, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("connect to zookeeper %s: gave up after %d attempts: %w (last error: %v)",
-				strings.Join(cfg.Servers, ","), attempt, ctx.Err(), err)
-		case <-t.C:
+		// Only errors before any dial get here (no server name resolves,
+		// the chroot cannot be created): the client retries dials itself.
+		log.Warn("zookeeper unreachable, retrying", "servers", servers, "attempt", attempt, "err", err, "retry_in", backoff)
+		if !sleepCtx(ctx, backoff, nil) {
+			return nil, fmt.Errorf("connect to zookeeper %s: %w (last error: %v)", servers, ctx.Err(), err)
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		backoff = min(backoff*2, 15*time.Second)
 	}
 }
 
-// dial makes one attempt: a session within max(session timeout, 3 s) and
-// the chroot created.
+// dial opens a session, waiting for it as long as ctx allows, and creates
+// the chroot.
 func dial(ctx context.Context, cfg Config, log *slog.Logger) (*Coordinator, error) {
 	sess := newSessionTracker(log)
-	dialErr := &lastError{}
-	dialer := func(network, address string, timeout time.Duration) (net.Conn, error) {
-		conn, err := net.DialTimeout(network, address, timeout)
-		dialErr.set(err)
-		return conn, err
-	}
+	d := &dialer{servers: len(cfg.Servers), sess: sess, log: log, stop: make(chan struct{})}
 	zlog := &zkLogger{log: cfg.Logger.With("component", "zookeeper-client", "process", cfg.ProcessID), sess: sess}
-	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
+	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zlog),
-		zk.WithDialer(dialer),
+		zk.WithDialer(d.dial),
 		// The callback runs synchronously in the client's connection loop
 		// and, unlike the event channel (6 slots, drops when full), never
 		// loses a session event. It must not block.
@@ -91,10 +85,11 @@ func dial(ctx context.Context, cfg Config, log *slog.Logger) (*Coordinator, erro
 		return nil, err
 	}
 	sess.bind(conn)
+	abort := func() {
+		d.close()
+		closeConn(conn, events)
+	}
 
-	wait := max(cfg.SessionTimeout, 3*time.Second)
-	t := time.NewTimer(wait)
-	defer t.Stop()
 	for {
 		v := sess.view()
 		if v.live && v.id != 0 {
@@ -102,29 +97,95 @@ func dial(ctx context.Context, cfg Config, log *slog.Logger) (*Coordinator, erro
 		}
 		select {
 		case <-v.changed:
-			continue
 		case <-ctx.Done():
-			conn.Close()
-			return nil, errOr(dialErr.get(), ctx.Err())
-		case <-t.C:
-			conn.Close()
-			return nil, fmt.Errorf("no session within %s: %w", wait,
-				errOr(dialErr.get(), errors.New("server did not answer")))
+			abort()
+			return nil, errOr(d.lastErr(), errors.New("no session established"))
 		}
 	}
 
 	closeCtx, cancel := context.WithCancel(context.Background())
-	c := &Coordinator{cfg: cfg, log: log, conn: conn, sess: sess, closeCtx: closeCtx, cancel: cancel}
+	c := &Coordinator{cfg: cfg, log: log, conn: conn, events: events, dialer: d, sess: sess, closeCtx: closeCtx, cancel: cancel}
 	for _, p := range []string{cfg.Chroot, c.partitionsPath(), c.singletonsPath()} {
-		if err := c.ensurePath(p); err != nil {
-			cancel()
-			conn.Close()
-			return nil, fmt.Errorf("create %s: %w", p, err)
+		for {
+			err := c.ensurePath(p)
+			if err == nil {
+				break
+			}
+			if !isConnErr(err) || ctx.Err() != nil {
+				cancel()
+				abort()
+				return nil, fmt.Errorf("create %s: %w", p, err)
+			}
+			sleepCtx(ctx, 250*time.Millisecond, nil)
 		}
 	}
 	log.Info("connected to zookeeper", "servers", strings.Join(cfg.Servers, ","), "chroot", cfg.Chroot,
 		"session", sessionHex(conn.SessionID()), "session_timeout", c.SessionTimeout())
 	return c, nil
+}
+
+// dialer wraps the client's TCP dials: it logs failures and, until the
+// first session exists, stretches the client's fixed 1 s pause between
+// rounds over all servers into an exponential backoff. Once a session has
+// existed it adds no delay: reconnecting quickly is what saves a session.
+type dialer struct {
+	servers int
+	sess    *sessionTracker
+	log     *slog.Logger
+	stop    chan struct{} // closed by close: no more waiting
+	once    sync.Once
+
+	mu       sync.Mutex
+	failures int // consecutive failed dials
+	err      error
+}
+
+func (d *dialer) dial(network, address string, timeout time.Duration) (net.Conn, error) {
+	d.mu.Lock()
+	rounds := d.failures / d.servers
+	startup := !d.sess.everLive.Load()
+	d.mu.Unlock()
+	if startup && rounds >= 2 && d.failures%d.servers == 0 {
+		// the client itself already paused 1 s before this round
+		extra := min(time.Second<<(rounds-1), 15*time.Second) - time.Second
+		t := time.NewTimer(extra)
+		select {
+		case <-t.C:
+		case <-d.stop:
+			t.Stop()
+			return nil, ErrClosed
+		}
+	}
+	conn, err := net.DialTimeout(network, address, timeout)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		d.failures = 0
+		return conn, nil
+	}
+	d.failures++
+	d.err = err
+	// Every attempt is logged while starting; while reconnecting, the
+	// first few and then one in 30 (the client retries every second).
+	if startup || d.failures <= 3 || d.failures%30 == 0 {
+		next := time.Duration(0)
+		if d.failures%d.servers == 0 {
+			next = time.Second
+			if startup && d.failures/d.servers >= 2 {
+				next = min(time.Second<<(d.failures/d.servers-1), 15*time.Second)
+			}
+		}
+		d.log.Warn("zookeeper unreachable, retrying", "server", address, "attempt", d.failures, "err", err, "retry_in", next)
+	}
+	return nil, err
+}
+
+func (d *dialer) close() { d.once.Do(func() { close(d.stop) }) }
+
+func (d *dialer) lastErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
 }
 
 // Close stops every OwnPartition and RunSingleton loop (each cancels its run
@@ -140,9 +201,30 @@ func (c *Coordinator) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.loops.Wait()
-	c.conn.Close()
+	c.dialer.close()
+	closeConn(c.conn, c.events)
 	c.log.Info("zookeeper session closed")
 	return nil
+}
+
+// closeConn closes the session and waits for the client library's
+// connection goroutine to end: it closes the event channel as its last act.
+// Session events themselves are taken from the event callback, which never
+// drops one; the channel (6 slots, dropping when full) is only drained here.
+func closeConn(conn *zk.Conn, events <-chan zk.Event) {
+	conn.Close()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-timeout.C:
+			return
+		}
+	}
 }
 
 // SessionTimeout is the session timeout negotiated with the server (which
@@ -219,6 +301,7 @@ type sessionTracker struct {
 	id        int64
 	live      bool
 	changed   chan struct{}
+	everLive  atomic.Bool // a session has existed: startup is over
 	timeoutMs atomic.Int64
 }
 
@@ -270,6 +353,7 @@ func (s *sessionTracker) handle(ev zk.Event) {
 	id, live := s.id, s.live
 	switch ev.State {
 	case zk.StateHasSession:
+		s.everLive.Store(true)
 		id, live = 0, true
 		if s.conn != nil {
 			id = s.conn.SessionID()
@@ -313,6 +397,9 @@ func (l *zkLogger) Printf(format string, args ...any) {
 			l.sess.timeoutMs.Store(int64(ms))
 		}
 	}
+	if strings.HasPrefix(format, "failed to connect to ") {
+		return // the dialer logs these, with attempt counts
+	}
 	msg := fmt.Sprintf(format, args...)
 	level := slog.LevelInfo
 	lower := strings.ToLower(msg)
@@ -320,26 +407,6 @@ func (l *zkLogger) Printf(format string, args ...any) {
 		level = slog.LevelWarn
 	}
 	l.log.Log(context.Background(), level, msg)
-}
-
-type lastError struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (e *lastError) set(err error) {
-	if err == nil {
-		return
-	}
-	e.mu.Lock()
-	e.err = err
-	e.mu.Unlock()
-}
-
-func (e *lastError) get() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.err
 }
 
 func errOr(err, fallback error) error {
