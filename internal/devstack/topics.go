@@ -39,12 +39,13 @@ func Topics(requestPartitions int) []TopicSpec {
 			"cleanup.policy": "delete",
 			"retention.ms":   "604800000", // 7 days
 		}},
-		{Name: cloudservers.TopicServers, Partitions: 3, Config: compacted},
-		{Name: cloudservers.TopicOperations, Partitions: 3, Config: compacted},
 		{Name: cloudservers.TopicDeadLetter, Partitions: 1, Config: map[string]string{
 			"cleanup.policy": "delete",
 			"retention.ms":   "2592000000", // 30 days
 		}},
+	}
+	for _, n := range cloudservers.StateTopics {
+		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: compacted})
 	}
 	for _, n := range cloudservers.NotificationTopics {
 		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: map[string]string{
