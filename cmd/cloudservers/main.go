@@ -22,8 +22,13 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"stack": {"run ZooKeeper, Kafka and the Temporal dev server (with its UI) until stopped", runStack},
-		"sim":   {"run the OpenStack simulator", runSim},
+		"stack":  {"run ZooKeeper, Kafka and the Temporal dev server (with its UI) until stopped", runStack},
+		"sim":    {"run the OpenStack simulator", runSim},
+		"api":    {"serve the customer REST API", runAPI},
+		"worker": {"host the Temporal workflows and activities", runWorker},
+		"bridge": {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
+		"admin":  {"administration: create-key", runAdmin},
+		"dev":    {"run the whole system on this machine (what make run does)", runDev},
 	}
 }
 

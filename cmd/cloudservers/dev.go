@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/workflows"
+)
+
+// DevEndpoints is written by `dev` to <data>/endpoints.json: every address
+// of the running system and the demo customers' API keys, for scripts and
+// tests.
+type DevEndpoints struct {
+	devstack.Endpoints
+	API        string            `json:"api"`                 // base URL of the customer API
+	SwaggerUI  string            `json:"swagger_ui"`          // Swagger UI
+	OpenStack  string            `json:"openstack"`           // Keystone auth URL (the simulator's, or your cloud's)
+	SimAdmin   string            `json:"sim_admin,omitempty"` // simulator admin API (faults, calls, inventory)
+	CloudsYAML string            `json:"clouds_yaml,omitempty"`
+	Bridges    map[string]string `json:"bridges"` // process ID -> status URL
+	Customers  []DemoCustomer    `json:"customers"`
+}
+
+// DemoCustomer is a demo customer and its API key.
+type DemoCustomer struct {
+	CustomerID string `json:"customer_id"`
+	APIKey     string `json:"api_key"`
+}
+
+var bridgeIDs = []string{"bridge-a", "bridge-b"}
+
+// runDev runs the whole system on this machine until stopped.
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var cfg devstack.Config
+	fs.StringVar(&cfg.DataDir, "data", devstack.DefaultDataDir(), "data folder kept between runs (env CLOUDSERVERS_DATA)")
+	fs.StringVar(&cfg.CacheDir, "cache", devstack.DefaultCacheDir(), "cache folder (env CLOUDSERVERS_CACHE)")
+	apiPort := fs.Int("api-port", 0, "API port (0 = the one used last time if free, else any free port)")
+	cloud := fs.String("cloud", "sim", `"sim": start the OpenStack simulator; "env": use the cloud of OS_CLOUD/clouds.yaml or OS_* (real OpenStack)`)
+	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout of the bridges")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Log = os.Stderr
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	st, err := devstack.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	cfg = st.Config()
+	e := st.Endpoints()
+	logs := filepath.Join(cfg.DataDir, "logs")
+	ports, err := appPorts(cfg.DataDir, *apiPort)
+	if err != nil {
+		return err
+	}
+
+	g := devstack.NewGroup(os.Stderr)
+	defer g.Stop()
+	env := []string{
+		"CLOUDSERVERS_KAFKA=" + strings.Join(e.Kafka, ","),
+		"CLOUDSERVERS_TEMPORAL=" + e.Temporal,
+		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
+		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
+	}
+	out := DevEndpoints{Endpoints: e, Bridges: map[string]string{}}
+
+	if *cloud == "sim" {
+		simAddr := hostPort(ports["sim"])
+		if err := g.Start(ctx, devstack.Process{
+			Name: "openstack-sim", Cmd: []string{self, "sim", "-listen", simAddr, "-kafka", strings.Join(e.Kafka, ",")},
+			Env: env, LogFile: filepath.Join(logs, "openstack-sim.log"),
+			Ready: devstack.HTTPReady("http://" + simAddr + "/identity/v3"),
+		}); err != nil {
+			return err
+		}
+		out.OpenStack = "http://" + simAddr + "/identity/v3"
+		out.SimAdmin = "http://" + simAddr + "/_sim"
+		out.CloudsYAML = filepath.Join(cfg.DataDir, "clouds.yaml")
+		if err := os.WriteFile(out.CloudsYAML, []byte(simCloudsYAML(out.OpenStack)), 0o600); err != nil {
+			return err
+		}
+		env = append(env, "OS_CLIENT_CONFIG_FILE="+out.CloudsYAML, "OS_CLOUD=cloudservers-sim")
+	} else {
+		out.OpenStack = os.Getenv("OS_AUTH_URL")
+	}
+
+	tc, err := client.Dial(client.Options{HostPort: e.Temporal, Namespace: e.TemporalNamespace})
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if err := g.Start(ctx, devstack.Process{
+		Name: "worker", Cmd: []string{self, "worker"}, Env: env, LogFile: filepath.Join(logs, "worker.log"),
+		Ready: workerPolling(tc),
+	}); err != nil {
+		return err
+	}
+	for i, id := range bridgeIDs {
+		status := hostPort(ports[id])
+		if err := g.Start(ctx, devstack.Process{
+			Name: id, Cmd: []string{self, "bridge", "-id", id, "-processes", strings.Join(bridgeIDs, ","),
+				"-session-timeout", session.String(), "-status-listen", status},
+			Env: env, LogFile: filepath.Join(logs, id+".log"),
+			Ready: devstack.HTTPReady("http://" + status + "/healthz"),
+		}); err != nil {
+			return err
+		}
+		out.Bridges[id] = "http://" + status + "/status"
+		_ = i
+	}
+	apiAddr := hostPort(ports["api"])
+	if err := g.Start(ctx, devstack.Process{
+		Name: "api", Cmd: []string{self, "api", "-listen", apiAddr, "-replica", "api-1"}, Env: env,
+		LogFile: filepath.Join(logs, "api.log"), Ready: devstack.HTTPReady("http://" + apiAddr + "/readyz"),
+	}); err != nil {
+		return err
+	}
+	out.API = "http://" + apiAddr
+	out.SwaggerUI = out.API + "/swagger/index.html"
+	out.Customers, err = demoCustomers(ctx, cfg.DataDir, e.Kafka)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.DataDir, "endpoints.json")
+	b, _ := json.MarshalIndent(out, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	fmt.Fprintf(os.Stderr, `
+Cloud Servers is running.
+
+  API          %s
+  Swagger UI   %s
+  Temporal UI  %s  (namespace %s)
+  OpenStack    %s
+  bridges      %s, %s
+
+  endpoints and demo API keys: %s
+  logs: %s
+
+  try:  KEY=$(jq -r '.customers[0].api_key' %s)
+        curl -s -H "Authorization: Bearer $KEY" %s/v1/servers
+
+Ctrl-C stops everything.
+`, out.API, out.SwaggerUI, e.TemporalUI, e.TemporalNamespace, out.OpenStack,
+		out.Bridges[bridgeIDs[0]], out.Bridges[bridgeIDs[1]], path, logs, path, out.API)
+
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "stopping...")
+			return nil
+		case ex := <-g.Exits():
+			// A bridge may be killed on purpose to watch its partner take
+			// over: report it and carry on. Anything else ends the run.
+			if strings.HasPrefix(ex.Name, "bridge-") {
+				fmt.Fprintf(os.Stderr, "%s exited (%v); its partitions move to its partner. Last lines:\n%s\n", ex.Name, ex.Err, ex.Tail)
+				continue
+			}
+			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
+		case ex := <-st.Exits():
+			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
+		}
+	}
+}
+
+func hostPort(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+
+// appPorts chooses the application's ports: those recorded for this data
+// folder when free, so URLs survive restarts, else free ones. An explicit
+// API port must be free.
+func appPorts(dataDir string, apiPort int) (map[string]int, error) {
+	path := filepath.Join(dataDir, "app-ports.json")
+	ports := map[string]int{}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &ports)
+	}
+	names := append([]string{"api", "sim"}, bridgeIDs...)
+	for _, n := range names {
+		if n == "api" && apiPort != 0 {
+			if !portFree(apiPort) {
+				return nil, fmt.Errorf("API port %d on 127.0.0.1 is in use: stop what holds it, or pass -api-port with another port (0 = any free port)", apiPort)
+			}
+			ports[n] = apiPort
+			continue
+		}
+		if p := ports[n]; p != 0 && portFree(p) {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ports[n] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	b, _ := json.Marshal(ports)
+	return ports, os.WriteFile(path, b, 0o600)
+}
+
+func portFree(p int) bool {
+	ln, err := net.Listen("tcp", hostPort(p))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+func simCloudsYAML(authURL string) string {
+	return `clouds:
+  cloudservers-sim:
+    auth:
+      auth_url: ` + authURL + `
+      username: admin
+      password: secret
+      project_name: admin
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: public
+    identity_api_version: 3
+`
+}
+
+// workerPolling is ready once a worker polls the task queue.
+func workerPolling(tc client.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d, err := tc.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err != nil {
+			return err
+		}
+		if len(d.GetPollers()) == 0 {
+			return errors.New("no worker polls " + workflows.TaskQueue + " yet")
+		}
+		return nil
+	}
+}
+
+// demoCustomers returns the two demo customers' API keys, creating them the
+// first time (they live on Kafka in the same data folder, so they are kept
+// with it).
+func demoCustomers(ctx context.Context, dataDir string, brokers []string) ([]DemoCustomer, error) {
+	path := filepath.Join(dataDir, "demo-customers.json")
+	var out []DemoCustomer
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &out) == nil && len(out) == 2 {
+		return out, nil
+	}
+	out = nil
+	for _, id := range []string{"demo-alice", "demo-bob"} {
+		key, err := createKey(ctx, brokers, id, "demo")
+		if err != nil {
+			return nil, fmt.Errorf("demo key for %s: %w", id, err)
+		}
+		out = append(out, DemoCustomer{CustomerID: id, APIKey: key})
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	return out, os.WriteFile(path, b, 0o600)
+}
