@@ -177,8 +177,7 @@ func ensureJars(ctx context.Context, cfg Config, name, title, java string) (stri
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(pom)
-	dir := filepath.Join(cfg.CacheDir, "jars", name+"-"+hex.EncodeToString(sum[:6]))
+	dir := jarsDir(cfg.CacheDir, name, pom)
 	lib := filepath.Join(dir, "lib")
 	stamp := filepath.Join(dir, "complete")
 	if _, err := os.Stat(stamp); err == nil {
@@ -239,6 +238,12 @@ func ensureJars(ctx context.Context, cfg Config, name, title, java string) (stri
 		}
 	}
 	return lib, nil
+}
+
+// jarsDir is where the jars of a pom go: a changed pom gets a new folder.
+func jarsDir(cache, name string, pom []byte) string {
+	sum := sha256.Sum256(pom)
+	return filepath.Join(cache, "jars", name+"-"+hex.EncodeToString(sum[:6]))
 }
 
 func resolveLink(p string) string {
