@@ -1,0 +1,46 @@
+# Cloud Servers: the Makefile is the front door.
+#   make run    the whole system on this machine (fetches and builds what is missing)
+#   make test   every test, against real ZooKeeper, Kafka and Temporal started for it
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/cloudservers
+SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
+
+.PHONY: all build run stack fetch test unit docs docs-check check-tools clean
+
+all: build
+
+check-tools:
+	@scripts/check-tools.sh
+
+build: check-tools
+	@mkdir -p bin
+	$(GO) build -o $(BIN) ./cmd/cloudservers
+
+## run: the whole system (ZooKeeper, Kafka, Temporal + UI, OpenStack simulator, API, two bridges, worker)
+run: build
+	./$(BIN) dev
+
+## stack: only ZooKeeper, Kafka and Temporal
+stack: build
+	./$(BIN) stack
+
+## fetch: download the Kafka/ZooKeeper jars and build the Temporal CLI into the cache
+fetch: build
+	./$(BIN) stack -fetch-only
+
+## test: unit and integration tests with -race against the real engines, the spec checks and a short fuzz pass
+test: build
+	@scripts/test.sh
+
+## unit: the tests that need no engine
+unit:
+	$(GO) test -race ./...
+
+## docs: regenerate the OpenAPI spec in docs/ from the swag annotations
+docs:
+	$(SWAG) init -g api/api.go -o docs --parseInternal -q
+
+clean:
+	rm -rf bin
