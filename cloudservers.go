@@ -76,7 +76,7 @@ type CreateParams struct {
 
 // RebootParams are the parameters of a reboot request.
 type RebootParams struct {
-	Type string `json:"type"` // "soft" or "hard"
+	Type string `json:"reboot_type,omitempty"` // "soft" (default) or "hard"
 }
 
 // ResizeParams are the parameters of a resize request.

@@ -27,15 +27,15 @@ type APIKey struct {
 // IdempotencyRecord remembers the answer to a mutation made with an
 // Idempotency-Key, so a retry gets the same answer from any replica.
 type IdempotencyRecord struct {
-	Key         string          `json:"key"` // customer/Idempotency-Key
-	BodyHash    string          `json:"body_hash"`
-	Method      string          `json:"method"`
-	Path        string          `json:"path"`
-	Status      int             `json:"status"`
-	Response    json.RawMessage `json:"response"`
-	Location    string          `json:"location,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	ExpiresAt   time.Time       `json:"expires_at"`
+	Key       string          `json:"key"` // customer/Idempotency-Key
+	BodyHash  string          `json:"body_hash"`
+	Method    string          `json:"method"`
+	Path      string          `json:"path"`
+	Status    int             `json:"status"`
+	Response  json.RawMessage `json:"response"`
+	Location  string          `json:"location,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
 }
 
 // ReadModel materializes the compacted state topics in memory. Every API

@@ -157,7 +157,7 @@ func (s *Server) deleteServer(c *gin.Context) {
 // serverAction godoc
 //
 //	@Summary		Act on a server
-//	@Description	reboot (reboot_type soft or hard), power_off, power_on, resize (size).
+//	@Description	One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry.
 //	@Tags			servers
 //	@Accept			json
 //	@Produce		json
@@ -180,61 +180,69 @@ func (s *Server) serverAction(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	var req ActionRequest
-	body, err := s.decode(c, &req)
+	var fields map[string]json.RawMessage
+	body, err := s.decode(c, &fields)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	var (
-		op     cloudservers.OperationType
-		params json.RawMessage
-	)
-	switch req.Type {
-	case "reboot":
-		if req.Size != "" {
-			s.abort(c, errorf(CodeValidation, "size applies to resize only", "size"))
-			return
-		}
-		rt := req.RebootType
-		if rt == "" {
-			rt = "soft"
-		}
-		if rt != "soft" && rt != "hard" {
-			s.abort(c, errorf(CodeValidation, "reboot_type must be soft or hard", "reboot_type"))
-			return
-		}
-		op, params = cloudservers.OpReboot, mustJSON(cloudservers.RebootParams{Type: rt})
-	case "power_off", "power_on":
-		if req.Size != "" || req.RebootType != "" {
-			s.abort(c, errorf(CodeValidation, req.Type+" takes no parameters", "size", "reboot_type"))
-			return
-		}
-		op = cloudservers.OperationType(req.Type)
-	case "resize":
-		if req.RebootType != "" {
-			s.abort(c, errorf(CodeValidation, "reboot_type applies to reboot only", "reboot_type"))
-			return
-		}
-		size, ok := s.cfg.Catalog.Size(req.Size)
-		if !ok {
-			s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown size %q (see GET /v1/sizes)", req.Size), "size"))
-			return
-		}
-		if size.Name == srv.Size {
-			s.abort(c, errorf(CodeValidation, "the server already has size "+size.Name, "size"))
-			return
-		}
-		op, params = cloudservers.OpResize, mustJSON(cloudservers.ResizeParams{Size: req.Size})
-	default:
-		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: reboot, power_off, power_on or resize", req.Type), "type"))
+	var typ string
+	if raw, ok := fields["type"]; !ok || json.Unmarshal(raw, &typ) != nil || typ == "" {
+		s.abort(c, errorf(CodeValidation, "type must name the action: "+strings.Join(actionTypes(), ", "), "type"))
 		return
+	}
+	delete(fields, "type")
+	op := cloudservers.OperationType(typ)
+	def, ok := workflows.Lookup(op)
+	if !ok || op == cloudservers.OpCreate || op == cloudservers.OpDelete {
+		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", typ, strings.Join(actionTypes(), ", ")), "type"))
+		return
+	}
+	params := mustJSON(fields)
+	if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
+		s.abort(c, paramProblem(err))
+		return
+	}
+	if op == cloudservers.OpResize {
+		var p cloudservers.ResizeParams
+		_ = json.Unmarshal(params, &p)
+		if p.Size == srv.Size {
+			s.abort(c, errorf(CodeValidation, "the server already has size "+p.Size, "size"))
+			return
+		}
 	}
 	if err := s.checkState(srv, op); err != nil {
 		s.abort(c, err)
 		return
 	}
 	s.mutate(c, body, op, srv.ID, params)
+}
+
+// actionTypes are the operations the action endpoint accepts: every saga of
+// the registry but create and delete, which have their own endpoints.
+func actionTypes() []string {
+	var out []string
+	for _, d := range workflows.Registry() {
+		if d.Operation != cloudservers.OpCreate && d.Operation != cloudservers.OpDelete {
+			out = append(out, string(d.Operation))
+		}
+	}
+	return out
+}
+
+// paramProblem turns a saga's parameter validation error into a 422 naming
+// the field.
+func paramProblem(err error) error {
+	var pe *workflows.ParamError
+	if errors.As(err, &pe) {
+		return errorf(CodeValidation, pe.Problem, pe.Field)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "invalid parameters: json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return errorf(CodeValidation, "unknown field "+f, f)
+	}
+	return errorf(CodeValidation, msg)
 }
 
 func mustJSON(v any) json.RawMessage {

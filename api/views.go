@@ -67,7 +67,7 @@ type CreateServerRequest struct {
 type ActionRequest struct {
 	Type       string `json:"type" enums:"reboot,power_off,power_on,resize" example:"reboot"`
 	RebootType string `json:"reboot_type,omitempty" enums:"soft,hard" example:"soft"` // reboot only; default soft
-	Size       string `json:"size,omitempty" example:"s-1vcpu-128mb"`                // resize only
+	Size       string `json:"size,omitempty" example:"s-1vcpu-128mb"`                 // resize only
 } // @name ActionRequest
 
 func serverView(s cloudservers.Server) ServerView {

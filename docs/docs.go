@@ -442,7 +442,7 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "reboot (reboot_type soft or hard), power_off, power_on, resize (size).",
+                "description": "One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry.",
                 "consumes": [
                     "application/json"
                 ],

@@ -56,10 +56,10 @@ type LifecycleInput struct {
 	EventTimeout time.Duration `json:"event_timeout,omitempty"`
 
 	// Carried across continue-as-new.
-	Server *cloudservers.Server    `json:"server,omitempty"`
-	Queue  []cloudservers.Request  `json:"queue,omitempty"`
-	Seen   []string                `json:"seen,omitempty"`
-	Events []notification.Event    `json:"events,omitempty"`
+	Server *cloudservers.Server   `json:"server,omitempty"`
+	Queue  []cloudservers.Request `json:"queue,omitempty"`
+	Seen   []string               `json:"seen,omitempty"`
+	Events []notification.Event   `json:"events,omitempty"`
 }
 
 // DefaultEventTimeout is how long a saga waits for a notification before it

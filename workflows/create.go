@@ -17,13 +17,13 @@ func validateCreate(params json.RawMessage, catalog cloudservers.Catalog) error 
 		return err
 	}
 	if _, ok := catalog.Size(p.Size); !ok {
-		return fmt.Errorf("unknown size %q", p.Size)
+		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
 	}
 	if _, ok := catalog.Image(p.Image); !ok {
-		return fmt.Errorf("unknown image %q", p.Image)
+		return &ParamError{Field: "image", Problem: fmt.Sprintf("unknown image %q (see GET /v1/images)", p.Image)}
 	}
 	if _, ok := catalog.Region(p.Region); !ok {
-		return fmt.Errorf("unknown region %q", p.Region)
+		return &ParamError{Field: "region", Problem: fmt.Sprintf("unknown region %q (see GET /v1/regions)", p.Region)}
 	}
 	return nil
 }

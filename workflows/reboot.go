@@ -15,8 +15,8 @@ func validateReboot(params json.RawMessage, _ cloudservers.Catalog) error {
 	if err := decodeParams(params, &p); err != nil {
 		return err
 	}
-	if p.Type != "soft" && p.Type != "hard" {
-		return fmt.Errorf("reboot type must be soft or hard, not %q", p.Type)
+	if p.Type != "" && p.Type != "soft" && p.Type != "hard" {
+		return &ParamError{Field: "reboot_type", Problem: fmt.Sprintf("reboot_type must be soft or hard, not %q", p.Type)}
 	}
 	return nil
 }
@@ -28,6 +28,9 @@ func RebootServerWorkflow(ctx workflow.Context, in OperationInput) (OperationRes
 	var p cloudservers.RebootParams
 	if err := decodeParams(in.Request.Params, &p); err != nil {
 		return OperationResult{}, err
+	}
+	if p.Type == "" {
+		p.Type = "soft"
 	}
 	return runNovaAction(ctx, in, novaAction{
 		step: "RebootNovaServer", activity: a.RebootNovaServer,

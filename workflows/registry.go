@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -68,12 +69,38 @@ func (d SagaDef) Allowed(status cloudservers.ServerStatus) error {
 	return fmt.Errorf("cannot %s a server that is %s", d.Operation, status)
 }
 
+// ParamError is a validation error about one parameter.
+type ParamError struct {
+	Field   string
+	Problem string
+}
+
+func (e *ParamError) Error() string { return e.Problem }
+
+// decodeParams decodes a request's parameters strictly: unknown fields are
+// an error, so a typo never silently falls back to a default.
 func decodeParams(params json.RawMessage, v any) error {
 	if len(params) == 0 {
-		return fmt.Errorf("missing parameters")
+		params = json.RawMessage("{}")
 	}
-	if err := json.Unmarshal(params, v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(params))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("invalid parameters: %w", err)
 	}
 	return nil
+}
+
+// noParams validates an operation that takes no parameters.
+func noParams(params json.RawMessage, _ cloudservers.Catalog) error {
+	var none struct{}
+	return decodeParams(params, &none)
+}
+
+// ValidateParams checks a request's parameters with the saga's validator.
+func (d SagaDef) ValidateParams(params json.RawMessage, catalog cloudservers.Catalog) error {
+	if d.Validate == nil {
+		return noParams(params, catalog)
+	}
+	return d.Validate(params, catalog)
 }

@@ -16,7 +16,7 @@ func validateResize(params json.RawMessage, catalog cloudservers.Catalog) error 
 		return err
 	}
 	if _, ok := catalog.Size(p.Size); !ok {
-		return fmt.Errorf("unknown size %q", p.Size)
+		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
 	}
 	return nil
 }
