@@ -17,6 +17,10 @@ import (
 // ErrClosed is returned by calls on a Coordinator after Close.
 var ErrClosed = errors.New("zookeeper coordinator closed")
 
+// ErrAlreadyRunning is returned by OwnPartition and RunSingleton when this
+// Coordinator already runs a loop for the same partition or singleton.
+var ErrAlreadyRunning = errors.New("already running in this process")
+
 // Coordinator is one ZooKeeper session shared by all partition owners and
 // singletons of a process. It is safe for concurrent use.
 type Coordinator struct {
@@ -31,8 +35,9 @@ type Coordinator struct {
 	closeCtx context.Context
 	cancel   context.CancelFunc
 
-	mu     sync.Mutex // guards closed and the Add side of loops
+	mu     sync.Mutex // guards closed, active and the Add side of loops
 	closed bool
+	active map[string]bool // "partition 3", "singleton router": loops running
 	loops  sync.WaitGroup
 }
 
@@ -201,6 +206,7 @@ func (c *Coordinator) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.loops.Wait()
+	c.sess.closing.Store(true)
 	c.dialer.close()
 	closeConn(c.conn, c.events)
 	c.log.Info("zookeeper session closed")
@@ -243,19 +249,30 @@ func (c *Coordinator) SessionID() int64 { return c.sess.view().id }
 func (c *Coordinator) ProcessID() string { return c.cfg.ProcessID }
 
 // startLoop registers a loop with Close and returns its context, which ends
-// with ctx or with Close.
-func (c *Coordinator) startLoop(ctx context.Context) (context.Context, func(), error) {
+// with ctx or with Close. One loop per lock and process: two would share
+// the session's ephemeral nodes and each take the other's for its own.
+func (c *Coordinator) startLoop(ctx context.Context, key string) (context.Context, func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, nil, ErrClosed
 	}
+	if c.active[key] {
+		return nil, nil, fmt.Errorf("%s: %w", key, ErrAlreadyRunning)
+	}
+	if c.active == nil {
+		c.active = map[string]bool{}
+	}
+	c.active[key] = true
 	c.loops.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.closeCtx, cancel)
 	return ctx, func() {
 		stop()
 		cancel()
+		c.mu.Lock()
+		delete(c.active, key)
+		c.mu.Unlock()
 		c.loops.Done()
 	}, nil
 }
@@ -302,6 +319,7 @@ type sessionTracker struct {
 	live      bool
 	changed   chan struct{}
 	everLive  atomic.Bool // a session has existed: startup is over
+	closing   atomic.Bool // Close was called: a disconnection is expected
 	timeoutMs atomic.Int64
 }
 
@@ -378,6 +396,7 @@ func (s *sessionTracker) handle(ev zk.Event) {
 		s.log.Info("zookeeper session resumed", "session", sessionHex(id), "server", ev.Server)
 	case live:
 		s.log.Info("zookeeper session established", "session", sessionHex(id), "server", ev.Server)
+	case s.closing.Load():
 	default:
 		s.log.Warn("zookeeper connection lost", "session", sessionHex(id), "state", ev.State.String())
 	}
@@ -401,7 +420,9 @@ func (l *zkLogger) Printf(format string, args ...any) {
 		return // the dialer logs these, with attempt counts
 	}
 	msg := fmt.Sprintf(format, args...)
-	level := slog.LevelInfo
+	// Connection and session changes are logged by the session tracker;
+	// the library's own account of them is detail.
+	level := slog.LevelDebug
 	lower := strings.ToLower(msg)
 	if strings.Contains(lower, "fail") || strings.Contains(lower, "error") {
 		level = slog.LevelWarn

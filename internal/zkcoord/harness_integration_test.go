@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -262,7 +263,7 @@ func background(t testing.TB, f func(ctx context.Context) error) (stop func()) {
 			cancel()
 			select {
 			case err := <-done:
-				if err != nil {
+				if err != nil && !errors.Is(err, ErrClosed) {
 					t.Errorf("loop returned %v", err)
 				}
 			case <-time.After(30 * time.Second):

@@ -34,14 +34,14 @@ type Lease struct {
 	Since time.Time `json:"since"`
 	// Session is the ZooKeeper session the lock znode belongs to.
 	Session int64 `json:"session"`
+	// Node is the lock znode's path.
+	Node string `json:"node"`
 }
 
+// logAttrs are the lease's log attributes; the logger it goes to already
+// names the partition or singleton.
 func (l Lease) logAttrs() []any {
-	attrs := []any{"owner", l.Owner, "token", l.Token, "fence", l.Fence, "session", sessionHex(l.Session)}
-	if l.Singleton != "" {
-		return append([]any{"singleton", l.Singleton}, attrs...)
-	}
-	return append([]any{"partition", l.Partition}, attrs...)
+	return []any{"owner", l.Owner, "token", l.Token, "fence", l.Fence, "session", sessionHex(l.Session)}
 }
 
 // RunFunc is the work done while holding a lease. It must return promptly

@@ -73,7 +73,7 @@ func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candida
 	if c.cfg.ProcessID == "" || !slices.Contains(candidates, c.cfg.ProcessID) {
 		return fmt.Errorf("partition %d, candidates %v, process %q: %w", partition, candidates, c.cfg.ProcessID, ErrNotCandidate)
 	}
-	ctx, done, err := c.startLoop(ctx)
+	ctx, done, err := c.startLoop(ctx, fmt.Sprintf("partition %d", partition))
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candida
 		base:       base,
 		candDir:    base + "/candidates",
 		myCand:     base + "/candidates/" + c.cfg.ProcessID,
-		ownerPath:  base + "/owner",
+		lockDir:    base + "/lock",
 		log:        c.log.With("partition", partition),
 	}
 	o.loop(ctx)
@@ -119,12 +119,12 @@ type partitionOwner struct {
 	base       string
 	candDir    string
 	myCand     string
-	ownerPath  string
+	lockDir    string
 	log        *slog.Logger
 
-	setupSession int64  // session in which base nodes were ensured
+	setupSession int64  // session in which the persistent nodes were ensured
 	candSession  int64  // session that owns our candidate node
-	token        string // token of the owner node we created or are creating
+	lockNode     string // name of our node in lockDir, "" if none
 	failures     int    // consecutive run failures, for backoff
 	waitingFor   string // last "waiting" state logged, to log changes only
 }
@@ -141,6 +141,9 @@ func (o *partitionOwner) loop(ctx context.Context) {
 			continue
 		}
 		if err := o.step(ctx, v); err != nil && ctx.Err() == nil {
+			if errors.Is(err, zk.ErrNoNode) {
+				o.setupSession = 0 // someone removed our persistent nodes
+			}
 			if !isConnErr(err) {
 				o.log.Warn("partition ownership step failed, retrying", "err", err)
 			}
@@ -149,8 +152,9 @@ func (o *partitionOwner) loop(ctx context.Context) {
 	}
 }
 
-// step looks at the partition once and acts: join as candidate, take the
-// lock, hold it (blocking for the whole tenure) or wait for a change.
+// step looks at the partition once and acts: join the candidates, queue
+// for the lock, hold it (blocking for the whole tenure), give it up, or
+// wait for a change.
 func (o *partitionOwner) step(ctx context.Context, v sessionView) error {
 	zc := o.c.conn
 	if o.setupSession != v.id {
@@ -166,47 +170,56 @@ func (o *partitionOwner) step(ctx context.Context, v sessionView) error {
 	if o.candSession != v.id || !slices.Contains(alive, o.me) {
 		return o.joinCandidates(ctx, v)
 	}
-	data, stat, ownerW, err := getOrWatch(zc, o.ownerPath)
+	queue, lockW, err := o.c.readQueue(o.lockDir)
 	if err != nil {
 		return err
 	}
+	mine, err := o.c.claimOwn(o.lockDir, queue, v.id, o.lockNode, o.log)
+	if err != nil {
+		return err
+	}
+	o.lockNode = ""
+	if mine >= 0 {
+		o.lockNode = queue[mine].name
+	}
 	preferred := preferredCandidate(o.candidates, alive)
-	owner := decodeLock(data)
-	ours := stat != nil && stat.EphemeralOwner == v.id && o.token != "" && owner.Token == o.token
 
 	switch {
-	case ours && preferred == o.me:
-		lease := Lease{Partition: o.partition, Owner: o.me, Token: o.token, Fence: stat.Czxid,
-			Since: zkTime(stat.Ctime), Session: v.id}
-		reason, _ := o.c.hold(ctx, lease, v, [2]<-chan zk.Event{childW, ownerW}, o.recheck(lease), o.run, o.log)
-		return o.afterTenure(ctx, lease, reason)
-	case ours:
-		// Our lock but no longer ours to hold (a tenure ended without
-		// releasing): give it to the preferred candidate.
-		return o.release(v.id)
-	case stat == nil && preferred == o.me:
-		o.token = newToken()
-		_, err := zc.Create(o.ownerPath, encodeLock(lockData{Process: o.me, Token: o.token, Since: time.Now().UTC()}),
-			zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
-		if errors.Is(err, zk.ErrNodeExists) {
-			return nil // someone was faster; look again
+	case mine >= 0 && preferred != o.me:
+		// Not (or no longer) ours to hold: leave the queue.
+		return o.release()
+	case mine == 0:
+		lease := queue[0].lease(o.lockDir)
+		lease.Partition = o.partition
+		o.waitingFor = ""
+		reason, _ := o.c.hold(ctx, lease, v, [2]<-chan zk.Event{childW, lockW}, o.recheck(lease), o.run, o.log)
+		return o.afterTenure(ctx, reason)
+	case mine < 0 && preferred == o.me:
+		name, err := o.c.createLockNode(o.lockDir, lockData{Process: o.me, Token: newToken(), Since: time.Now().UTC()})
+		if err != nil {
+			return err
 		}
-		return err // nil: the next step finds the node ours and holds it
+		o.lockNode = name
+		return nil // the next step holds the lock or waits behind the owner
 	}
 
-	state := fmt.Sprintf("owner=%q preferred=%q", owner.Process, preferred)
-	if stat == nil {
-		state = fmt.Sprintf("owner=none preferred=%q", preferred)
+	owner := "none"
+	if len(queue) > 0 {
+		owner = queue[0].data.Process
 	}
-	if state != o.waitingFor {
+	if state := owner + "/" + preferred; state != o.waitingFor {
 		o.waitingFor = state
-		o.log.Info("waiting for partition", "owner", owner.Process, "preferred", preferred, "alive", alive)
+		if mine > 0 {
+			o.log.Info("waiting for the owner to hand the partition back", "owner", owner, "alive", alive)
+		} else {
+			o.log.Info("standing by", "owner", owner, "preferred", preferred, "alive", alive)
+		}
 	}
 	select {
 	case <-ctx.Done():
 	case <-v.changed:
 	case <-childW:
-	case <-ownerW:
+	case <-lockW:
 	}
 	return nil
 }
@@ -214,8 +227,10 @@ func (o *partitionOwner) step(ctx context.Context, v sessionView) error {
 // setup creates the persistent partition nodes and records the configured
 // candidate order.
 func (o *partitionOwner) setup() error {
-	if err := o.c.ensurePath(o.candDir); err != nil {
-		return err
+	for _, p := range []string{o.candDir, o.lockDir} {
+		if err := o.c.ensurePath(p); err != nil {
+			return err
+		}
 	}
 	want, _ := json.Marshal(partitionData{Candidates: o.candidates})
 	data, stat, err := o.c.conn.Get(o.base)
@@ -271,28 +286,27 @@ func (o *partitionOwner) joinCandidates(ctx context.Context, v sessionView) erro
 	return nil
 }
 
-// recheck runs during a tenure when the candidates (0) or the owner node
+// recheck runs during a tenure when the candidates (0) or the lock queue
 // (1) changed.
 func (o *partitionOwner) recheck(lease Lease) recheck {
 	return func(fired int) (bool, endReason, <-chan zk.Event, error) {
-		zc := o.c.conn
 		if fired == 0 {
-			alive, _, w, err := zc.ChildrenW(o.candDir)
+			alive, _, w, err := o.c.conn.ChildrenW(o.candDir)
 			if err != nil {
 				return false, 0, nil, err
 			}
 			if p := preferredCandidate(o.candidates, alive); p != o.me {
-				o.log.Info("handing partition back", "to", p, "alive", alive)
+				o.log.Info("handing the partition back", "to", p, "alive", alive)
 				return true, endHandback, w, nil
 			}
 			return false, 0, w, nil
 		}
-		data, stat, w, err := getOrWatch(zc, o.ownerPath)
+		first, w, err := o.c.firstIs(o.lockDir, o.lockNode)
 		if err != nil {
 			return false, 0, nil, err
 		}
-		if stat == nil || stat.Czxid != lease.Fence || stat.EphemeralOwner != lease.Session || decodeLock(data).Token != lease.Token {
-			o.log.Warn("owner node is gone or not ours any more", "fence", lease.Fence)
+		if !first {
+			o.log.Warn("our lock node is gone or no longer first", "node", lease.Node, "fence", lease.Fence)
 			return true, endLost, w, nil
 		}
 		return false, 0, w, nil
@@ -301,13 +315,10 @@ func (o *partitionOwner) recheck(lease Lease) recheck {
 
 // afterTenure releases the lock when that is possible and right. After a
 // disconnection it keeps it: if the same session comes back, the next step
-// finds the owner node still ours (same token) and resumes.
-func (o *partitionOwner) afterTenure(ctx context.Context, lease Lease, reason endReason) error {
+// finds our lock node still first and resumes with the same lease.
+func (o *partitionOwner) afterTenure(ctx context.Context, reason endReason) error {
 	switch reason {
-	case endDisconnected:
-		return nil
-	case endLost:
-		o.token = ""
+	case endDisconnected, endLost:
 		return nil
 	case endRunReturned:
 		// Keep the lock (no other candidate may take it while we are
@@ -315,50 +326,38 @@ func (o *partitionOwner) afterTenure(ctx context.Context, lease Lease, reason en
 		o.failures++
 		d := min(time.Second<<min(o.failures-1, 5), 30*time.Second)
 		o.log.Warn("run returned while owning the partition; calling it again", "after", d, "failures", o.failures)
-		v := o.c.sess.view()
-		sleepCtx(ctx, d, v.changed)
+		sleepCtx(ctx, d, o.c.sess.view().changed)
 		return nil
 	case endShutdown:
 		return nil // cleanup releases
 	}
 	o.failures = 0
-	return o.release(lease.Session)
+	return o.release()
 }
 
-// release deletes our owner node if it is still ours.
-func (o *partitionOwner) release(session int64) error {
-	if o.token == "" {
+// release deletes our lock node, letting the next in the queue own the
+// partition.
+func (o *partitionOwner) release() error {
+	if o.lockNode == "" {
 		return nil
 	}
-	data, stat, err := o.c.conn.Get(o.ownerPath)
-	if errors.Is(err, zk.ErrNoNode) {
-		o.token = ""
-		return nil
-	}
-	if err != nil {
+	if err := o.c.deleteLockNode(o.lockDir, o.lockNode); err != nil {
 		return err
 	}
-	if stat.EphemeralOwner != session || decodeLock(data).Token != o.token {
-		o.token = ""
-		return nil
-	}
-	if err := o.c.conn.Delete(o.ownerPath, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return err
-	}
-	o.log.Info("released partition", "token", o.token, "fence", stat.Czxid)
-	o.token = ""
+	o.log.Info("released partition", "node", o.lockNode)
+	o.lockNode = ""
 	return nil
 }
 
-// cleanup leaves the partition when the loop ends: the owner lock first,
-// then the candidate node. Without a connection there is nothing to do:
-// the session's end removes both.
+// cleanup leaves the partition when the loop ends: the lock first, then
+// the candidate node. Without a connection there is nothing to do: the
+// session's end removes both.
 func (o *partitionOwner) cleanup() {
 	v := o.c.sess.view()
 	if !v.live {
 		return
 	}
-	if err := o.release(v.id); err != nil && !isConnErr(err) {
+	if err := o.release(); err != nil && !isConnErr(err) {
 		o.log.Warn("release partition", "err", err)
 	}
 	if o.candSession == v.id {
@@ -367,26 +366,4 @@ func (o *partitionOwner) cleanup() {
 		}
 	}
 	o.log.Info("left partition")
-}
-
-// getOrWatch reads a node and watches it; for a missing node it returns a
-// nil stat and a watch for its creation.
-func getOrWatch(zc *zk.Conn, path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
-	for {
-		data, stat, w, err := zc.GetW(path)
-		if err == nil {
-			return data, stat, w, nil
-		}
-		if !errors.Is(err, zk.ErrNoNode) {
-			return nil, nil, nil, err
-		}
-		ok, _, w, err := zc.ExistsW(path)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if !ok {
-			return nil, nil, w, nil
-		}
-		// created in between: read it
-	}
 }

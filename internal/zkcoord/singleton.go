@@ -3,7 +3,6 @@ package zkcoord
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,10 +12,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 )
-
-// electionPrefix names the ephemeral sequential nodes of an election; the
-// client library adds "_c_<guid>-" in front (protected create).
-const electionPrefix = "n_"
 
 // RunSingleton takes part in the leader election of the single-instance
 // service name until ctx ends or Close is called. Every process calls it;
@@ -32,7 +27,7 @@ func (c *Coordinator) RunSingleton(ctx context.Context, name string, run RunFunc
 	if c.cfg.ProcessID == "" {
 		return fmt.Errorf("singleton %q: a process ID is required", name)
 	}
-	ctx, done, err := c.startLoop(ctx)
+	ctx, done, err := c.startLoop(ctx, "singleton "+name)
 	if err != nil {
 		return err
 	}
@@ -55,9 +50,7 @@ type singleton struct {
 	run  RunFunc
 	log  *slog.Logger
 
-	mine       string // our election node's name (child of dir), "" if none
-	token      string
-	session    int64 // session our node belongs to
+	mine       string // our node's name in dir, "" if none
 	failures   int
 	waitingFor string
 }
@@ -83,43 +76,37 @@ func (s *singleton) loop(ctx context.Context) {
 }
 
 func (s *singleton) step(ctx context.Context, v sessionView) error {
-	zc := s.c.conn
-	if s.mine != "" && s.session != v.id {
-		s.mine = "" // an ephemeral node of an ended session is gone
+	if err := s.c.ensurePath(s.dir); err != nil {
+		return err
 	}
-	if s.mine == "" {
-		if err := s.c.ensurePath(s.dir); err != nil {
-			return err
-		}
-		s.token = newToken()
-		path, err := zc.CreateProtectedEphemeralSequential(s.dir+"/"+electionPrefix,
-			encodeLock(lockData{Process: s.c.cfg.ProcessID, Token: s.token, Since: time.Now().UTC()}), zk.WorldACL(zk.PermAll))
-		if err != nil {
-			return err
-		}
-		s.mine, s.session = path[strings.LastIndexByte(path, '/')+1:], v.id
-		s.log.Info("joined election", "node", s.mine, "session", sessionHex(v.id))
-	}
-	children, _, err := zc.Children(s.dir)
+	queue, _, err := s.c.readQueue(s.dir)
 	if err != nil {
 		return err
 	}
-	order := electionOrder(children)
-	idx := slices.Index(order, s.mine)
+	idx, err := s.c.claimOwn(s.dir, queue, v.id, s.mine, s.log)
+	if err != nil {
+		return err
+	}
 	if idx < 0 {
-		s.log.Warn("our election node is gone; joining again", "node", s.mine)
-		s.mine = ""
+		name, err := s.c.createLockNode(s.dir, lockData{Process: s.c.cfg.ProcessID, Token: newToken(), Since: time.Now().UTC()})
+		if err != nil {
+			return err
+		}
+		s.mine = name
+		s.log.Info("joined the election", "node", name, "session", sessionHex(v.id))
 		return nil
 	}
+	s.mine = queue[idx].name
 	if idx > 0 {
-		pred := s.dir + "/" + order[idx-1]
-		ok, _, w, err := zc.ExistsW(pred)
+		// Watch only the predecessor: when it goes, look again.
+		pred := queue[idx-1]
+		ok, _, w, err := s.c.conn.ExistsW(s.dir + "/" + pred.name)
 		if err != nil || !ok {
 			return err
 		}
-		if state := order[0]; state != s.waitingFor {
+		if state := queue[0].name; state != s.waitingFor {
 			s.waitingFor = state
-			s.log.Info("standing by", "position", idx, "leader_node", order[0], "watching", order[idx-1])
+			s.log.Info("standing by", "position", idx, "leader", queue[0].data.Process, "watching", pred.data.Process)
 		}
 		select {
 		case <-ctx.Done():
@@ -131,36 +118,25 @@ func (s *singleton) step(ctx context.Context, v sessionView) error {
 
 	// Leader: our node has the lowest sequence number.
 	s.waitingFor = ""
-	data, stat, w, err := zc.GetW(s.dir + "/" + s.mine)
-	if errors.Is(err, zk.ErrNoNode) {
-		s.mine = ""
-		return nil
-	}
-	if err != nil {
+	ok, _, w, err := s.c.conn.ExistsW(s.dir + "/" + s.mine)
+	if err != nil || !ok {
 		return err
 	}
-	if stat.EphemeralOwner != v.id || decodeLock(data).Token != s.token {
-		s.log.Warn("election node is not ours any more", "node", s.mine)
-		s.mine = ""
-		return nil
-	}
-	lease := Lease{Partition: -1, Singleton: s.name, Owner: s.c.cfg.ProcessID, Token: s.token,
-		Fence: stat.Czxid, Since: zkTime(stat.Ctime), Session: v.id}
+	lease := queue[0].lease(s.dir)
+	lease.Partition, lease.Singleton = -1, s.name
 	reason, _ := s.c.hold(ctx, lease, v, [2]<-chan zk.Event{w, nil}, s.recheck(lease), s.run, s.log)
 	switch reason {
-	case endDisconnected, endShutdown:
+	case endDisconnected, endShutdown, endLost:
 		// After a disconnection, the same session coming back finds our
 		// node still first and resumes; a new session queues up again.
 		return nil
-	case endLost:
-		s.mine = ""
-		return nil
 	}
-	// run returned on its own (or the check failed): step down so a
+	// run returned on its own (or the check failed): step down so that a
 	// standby can try, then queue up again after a backoff.
-	if err := s.leave(v.id); err != nil {
+	if err := s.c.deleteLockNode(s.dir, s.mine); err != nil {
 		return err
 	}
+	s.mine = ""
 	s.failures++
 	d := min(time.Second<<min(s.failures-1, 5), 30*time.Second)
 	s.log.Warn("stepped down after run returned; joining the election again", "after", d, "failures", s.failures)
@@ -170,43 +146,25 @@ func (s *singleton) step(ctx context.Context, v sessionView) error {
 
 func (s *singleton) recheck(lease Lease) recheck {
 	return func(int) (bool, endReason, <-chan zk.Event, error) {
-		data, stat, w, err := getOrWatch(s.c.conn, s.dir+"/"+s.mine)
+		ok, _, w, err := s.c.conn.ExistsW(lease.Node)
 		if err != nil {
 			return false, 0, nil, err
 		}
-		if stat == nil || stat.Czxid != lease.Fence || stat.EphemeralOwner != lease.Session || decodeLock(data).Token != lease.Token {
-			s.log.Warn("election node is gone or not ours any more", "node", s.mine)
+		if !ok {
+			s.log.Warn("our election node is gone", "node", lease.Node)
 			return true, endLost, w, nil
 		}
 		return false, 0, w, nil
 	}
 }
 
-// leave deletes our election node if it is still ours.
-func (s *singleton) leave(session int64) error {
-	if s.mine == "" {
-		return nil
-	}
-	path := s.dir + "/" + s.mine
-	_, stat, err := s.c.conn.Get(path)
-	if err == nil && stat.EphemeralOwner == session {
-		err = s.c.conn.Delete(path, stat.Version)
-	}
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return err
-	}
-	s.mine = ""
-	return nil
-}
-
 func (s *singleton) cleanup() {
-	v := s.c.sess.view()
-	if v.live && s.session == v.id {
-		if err := s.leave(v.id); err != nil && !isConnErr(err) {
+	if v := s.c.sess.view(); v.live {
+		if err := s.c.deleteLockNode(s.dir, s.mine); err != nil && !isConnErr(err) {
 			s.log.Warn("leave election", "err", err)
 		}
 	}
-	s.log.Info("left election")
+	s.log.Info("left the election")
 }
 
 // electionOrder sorts election node names by their sequence number (the

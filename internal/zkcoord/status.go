@@ -38,6 +38,9 @@ type PartitionStatus struct {
 	Preferred string `json:"preferred,omitempty"`
 	// Owner is nil while nobody holds the lock.
 	Owner *Holder `json:"owner,omitempty"`
+	// Queued are lock nodes behind the owner: the preferred candidate
+	// waiting for a handback.
+	Queued []Holder `json:"queued,omitempty"`
 	// HandbackPending is true while the owner is not the preferred candidate
 	// (the owner is stopping so that the preferred one can take over).
 	HandbackPending bool `json:"handback_pending"`
@@ -45,6 +48,7 @@ type PartitionStatus struct {
 
 // Holder is a lock znode's content.
 type Holder struct {
+	Node    string    `json:"node"`
 	Process string    `json:"process"`
 	Token   string    `json:"token"`
 	Fence   int64     `json:"fence"`
@@ -125,16 +129,19 @@ func (c *Coordinator) partitionStatus(p int32) (PartitionStatus, error) {
 	}
 	ps.Alive = orderAlive(ps.Candidates, alive)
 	ps.Preferred = preferredCandidate(ps.Candidates, alive)
-	data, stat, err := c.conn.Get(base + "/owner")
-	switch {
-	case errors.Is(err, zk.ErrNoNode):
-	case err != nil:
+	queue, _, err := c.readQueue(base + "/lock")
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return ps, err
-	default:
-		h := holder(data, stat)
-		ps.Owner = &h
-		ps.HandbackPending = ps.Preferred != "" && h.Process != ps.Preferred
 	}
+	for i, n := range queue {
+		h := holderOf(n)
+		if i == 0 {
+			ps.Owner = &h
+		} else {
+			ps.Queued = append(ps.Queued, h)
+		}
+	}
+	ps.HandbackPending = ps.Owner != nil && ps.Preferred != "" && ps.Owner.Process != ps.Preferred
 	return ps, nil
 }
 
@@ -157,22 +164,14 @@ func orderAlive(candidates, alive []string) []string {
 }
 
 func (c *Coordinator) singletonStatus(name string) (SingletonStatus, error) {
-	dir := c.singletonsPath() + "/" + name
 	ss := SingletonStatus{Name: name, Standbys: []Holder{}}
-	children, _, err := c.conn.Children(dir)
+	queue, _, err := c.readQueue(c.singletonsPath() + "/" + name)
 	if err != nil {
 		return ss, err
 	}
-	for _, child := range electionOrder(children) {
-		data, stat, err := c.conn.Get(dir + "/" + child)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
-			return ss, err
-		}
-		h := holder(data, stat)
-		if ss.Leader == nil {
+	for i, n := range queue {
+		h := holderOf(n)
+		if i == 0 {
 			ss.Leader = &h
 		} else {
 			ss.Standbys = append(ss.Standbys, h)
@@ -181,10 +180,9 @@ func (c *Coordinator) singletonStatus(name string) (SingletonStatus, error) {
 	return ss, nil
 }
 
-func holder(data []byte, stat *zk.Stat) Holder {
-	d := decodeLock(data)
-	return Holder{Process: d.Process, Token: d.Token, Fence: stat.Czxid, Since: zkTime(stat.Ctime),
-		Session: sessionHex(stat.EphemeralOwner)}
+func holderOf(n lockNode) Holder {
+	return Holder{Node: n.name, Process: n.data.Process, Token: n.data.Token, Fence: n.stat.Czxid,
+		Since: zkTime(n.stat.Ctime), Session: sessionHex(n.stat.EphemeralOwner)}
 }
 
 // WriteText writes the status as aligned tables for people.
@@ -206,6 +204,8 @@ func (s Status) WriteText(w io.Writer) error {
 			note = "unowned (" + p.Preferred + " acquiring)"
 		case p.HandbackPending:
 			note = "handing back to " + p.Preferred
+		case len(p.Queued) > 0:
+			note = "queued: " + p.Queued[0].Process
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, owner, strings.Join(p.Candidates, ","),
 			strings.Join(p.Alive, ","), fence, since, token, note)
@@ -240,31 +240,31 @@ func (c *Coordinator) CheckLease(lease Lease) error {
 	if v := c.sess.view(); !v.live || v.id != lease.Session {
 		return fmt.Errorf("check lease (fence %d): %w: session %s is not connected", lease.Fence, ErrLeaseLost, sessionHex(lease.Session))
 	}
-	path := c.partitionsPath() + "/" + strconv.Itoa(int(lease.Partition)) + "/owner"
-	if lease.Singleton != "" {
-		children, _, err := c.conn.Children(c.singletonsPath() + "/" + lease.Singleton)
-		if err != nil {
-			return fmt.Errorf("check lease: %w", err)
-		}
-		order := electionOrder(children)
-		if len(order) == 0 {
-			return fmt.Errorf("check lease: %w: singleton %s has no leader", ErrLeaseLost, lease.Singleton)
-		}
-		path = c.singletonsPath() + "/" + lease.Singleton + "/" + order[0]
+	i := strings.LastIndexByte(lease.Node, '/')
+	if i <= 0 {
+		return fmt.Errorf("check lease: lease without a lock node")
 	}
-	if _, err := c.conn.Sync(path); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	dir, name := lease.Node[:i], lease.Node[i+1:]
+	if _, err := c.conn.Sync(dir); err != nil {
 		return fmt.Errorf("check lease: %w", err)
 	}
-	data, stat, err := c.conn.Get(path)
+	first, _, err := c.conn.Children(dir)
+	if err != nil {
+		return fmt.Errorf("check lease: %w", err)
+	}
+	order := electionOrder(first)
+	if len(order) == 0 || order[0] != name {
+		return fmt.Errorf("check lease (fence %d): %w: %s is not first in %s", lease.Fence, ErrLeaseLost, name, dir)
+	}
+	_, stat, err := c.conn.Get(lease.Node)
 	if errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("check lease (fence %d): %w: %s is gone", lease.Fence, ErrLeaseLost, path)
+		return fmt.Errorf("check lease (fence %d): %w: %s is gone", lease.Fence, ErrLeaseLost, lease.Node)
 	}
 	if err != nil {
 		return fmt.Errorf("check lease: %w", err)
 	}
-	if stat.Czxid != lease.Fence || stat.EphemeralOwner != lease.Session || decodeLock(data).Token != lease.Token {
-		return fmt.Errorf("check lease (fence %d): %w: %s is held by %s (fence %d)",
-			lease.Fence, ErrLeaseLost, path, decodeLock(data).Process, stat.Czxid)
+	if stat.Czxid != lease.Fence || stat.EphemeralOwner != lease.Session {
+		return fmt.Errorf("check lease (fence %d): %w: %s was re-created (fence %d)", lease.Fence, ErrLeaseLost, lease.Node, stat.Czxid)
 	}
 	return nil
 }

@@ -400,6 +400,12 @@ func TestMisuse(t *testing.T) {
 	if err := c.OwnPartitions(ctx, DefaultAssignment(2, "a", "b"), nil); !errors.Is(err, ErrNotCandidate) {
 		t.Errorf("OwnPartitions for a process in no partition = %v", err)
 	}
+	rec := newRecorder(t)
+	background(t, func(ctx context.Context) error { return c.OwnPartition(ctx, 4, []string{"x"}, rec.run("x")) })
+	rec.mustWait("x", true, 1, 5*time.Second)
+	if err := c.OwnPartition(ctx, 4, []string{"x"}, rec.run("x")); !errors.Is(err, ErrAlreadyRunning) {
+		t.Errorf("a second OwnPartition for the same partition = %v, want ErrAlreadyRunning", err)
+	}
 	c.Close()
 	if err := c.RunSingleton(ctx, "router", nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("RunSingleton after Close = %v", err)
