@@ -68,6 +68,18 @@ func (s *Stats) Snapshot() map[string]int64 {
 	}
 }
 
+// FreshStart says where a consumer group with no committed offset starts.
+type FreshStart int
+
+const (
+	// FreshAtOldest reads everything the topic holds: the production
+	// setting, so that no request is ever skipped.
+	FreshAtOldest FreshStart = iota
+	// FreshAtNewest skips what was there before: for tests that share
+	// topics with other tests.
+	FreshAtNewest
+)
+
 // handler processes one message. A nil error means the offset may be
 // committed; an error is retried (with backoff) until ctx ends, because a
 // request must never be skipped.
@@ -77,7 +89,10 @@ type handler func(ctx context.Context, msg *sarama.ConsumerMessage) error
 // offset (the oldest one when none is committed) until ctx ends, committing
 // after each message is handled. It stops at a message boundary: the
 // message in hand is finished and committed first.
-func consumePartition(ctx context.Context, kc sarama.Client, group, topic string, partition int32, meta string, h handler, log *slog.Logger) error {
+//
+// A group with no committed offset starts at the oldest message (nothing
+// is lost), or at the newest when fresh is FreshAtNewest.
+func consumePartition(ctx context.Context, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
 	om, err := sarama.NewOffsetManagerFromClient(group, kc)
 	if err != nil {
 		return fmt.Errorf("offset manager for %s: %w", group, err)
@@ -91,6 +106,9 @@ func consumePartition(ctx context.Context, kc sarama.Client, group, topic string
 	next, _ := pom.NextOffset()
 	if next < 0 {
 		next = sarama.OffsetOldest
+		if fresh == FreshAtNewest {
+			next = sarama.OffsetNewest
+		}
 	}
 	consumer, err := sarama.NewConsumerFromClient(kc)
 	if err != nil {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"go.temporal.io/api/serviceerror"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -25,6 +26,11 @@ const RequestGroup = "cloudservers-bridge"
 
 // Requests hands requests to Temporal.
 type Requests struct {
+	// TaskQueue of the lifecycle workflows; default workflows.TaskQueue.
+	TaskQueue string
+	// Group commits the offsets; default RequestGroup.
+	Group        string
+	Fresh        FreshStart
 	Temporal     Temporal
 	DeadLetters  DeadLetters
 	Log          *slog.Logger
@@ -37,7 +43,11 @@ type Requests struct {
 // written with every committed offset.
 func (r *Requests) ConsumePartition(ctx context.Context, kc sarama.Client, partition int32, owner string, fence int64) error {
 	meta := fmt.Sprintf("owner=%s fence=%d", owner, fence)
-	return consumePartition(ctx, kc, RequestGroup, cloudservers.TopicRequests, partition, meta, r.handle, r.Log)
+	group := r.Group
+	if group == "" {
+		group = RequestGroup
+	}
+	return consumePartition(ctx, kc, group, cloudservers.TopicRequests, partition, meta, r.Fresh, r.handle, r.Log)
 }
 
 // DecodeRequest parses and checks a request message.
@@ -80,7 +90,7 @@ func (r *Requests) handle(ctx context.Context, msg *sarama.ConsumerMessage) erro
 func (r *Requests) Deliver(ctx context.Context, req cloudservers.Request) error {
 	opts := client.StartWorkflowOptions{
 		ID:        workflows.ServerWorkflowID(req.ServerID),
-		TaskQueue: workflows.TaskQueue,
+		TaskQueue: cmp.Or(r.TaskQueue, workflows.TaskQueue),
 		// A server's lifecycle is never started twice: once it has ended
 		// (the server was deleted), requests for it are refused here.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ type Router struct {
 	Log         *slog.Logger
 	Stats       *Stats
 	Topics      []string // default cloudservers.NotificationTopics
+	Group       string   // commits the offsets; default RouterGroup
+	Fresh       FreshStart
 }
 
 // Run consumes every partition of the notification topics until ctx ends,
@@ -49,7 +52,7 @@ func (r *Router) Run(ctx context.Context, kc sarama.Client) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := consumePartition(ctx, kc, RouterGroup, topic, p, "", r.handle, r.Log); err != nil {
+				if err := consumePartition(ctx, kc, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, r.handle, r.Log); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

@@ -24,9 +24,10 @@ func Register(w sdkworker.Registry, a *activities.Activities) {
 	w.RegisterActivity(a)
 }
 
-// Run polls the task queue until ctx ends.
-func Run(ctx context.Context, c client.Client, a *activities.Activities) error {
-	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+// Run polls taskQueue (workflows.TaskQueue in production; tests use their
+// own) until ctx ends.
+func Run(ctx context.Context, c client.Client, taskQueue string, a *activities.Activities) error {
+	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
 	Register(w, a)
 	if err := w.Start(); err != nil {
 		return err

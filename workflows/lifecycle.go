@@ -177,8 +177,8 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 		}
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            OperationWorkflowID(op.ID),
-		TaskQueue:             TaskQueue,
+		WorkflowID: OperationWorkflowID(op.ID),
+		// The saga runs on the lifecycle's task queue (the default).
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		TypedSearchAttributes: temporal.NewSearchAttributes(

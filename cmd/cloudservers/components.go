@@ -25,6 +25,7 @@ import (
 	"github.com/cloudservers/cloudservers/internal/temporal"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 	"github.com/cloudservers/cloudservers/worker"
+	"github.com/cloudservers/cloudservers/workflows"
 )
 
 // common are the flags every component shares; each defaults to an
@@ -159,7 +160,7 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	log.Info("worker polling", "task_queue", "cloudservers", "temporal", c.temporal)
-	return worker.Run(ctx, tc, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	return worker.Run(ctx, tc, workflows.TaskQueue, activities.New(clients, cloudservers.DefaultCatalog(), producer))
 }
 
 func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients, error) {
