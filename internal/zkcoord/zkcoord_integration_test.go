@@ -435,3 +435,42 @@ func TestCloseStopsLoops(t *testing.T) {
 	rec.mustWait("b", true, 2, 2*time.Second) // b takes a's partition 0 at once
 	t.Logf("MEASURED: partner took over %v after Close", time.Since(t0).Round(time.Millisecond))
 }
+
+// The primary's connection flaps, sometimes shorter than the session
+// timeout (the same session resumes), sometimes longer (the partner takes
+// over, then hands back). The owners never overlap, and the primary ends
+// up owning the partition.
+func TestFlappingPrimaryNeverOverlaps(t *testing.T) {
+	const timeout = 2 * time.Second
+	zkServer, chroot, log, rec := zkAddr(t), testChroot(t), newTestLog(t), newRecorder(t)
+	proxyA := newProxy(t, zkServer)
+	a := connectT(t, log, proxyA.Addr(), chroot, "bridge-a", timeout)
+	b := connectT(t, log, zkServer, chroot, "bridge-b", timeout)
+	cands := []string{"bridge-a", "bridge-b"}
+	background(t, func(ctx context.Context) error { return a.OwnPartition(ctx, 5, cands, rec.run("bridge-a")) })
+	background(t, func(ctx context.Context) error { return b.OwnPartition(ctx, 5, cands, rec.run("bridge-b")) })
+	rec.mustWait("bridge-a", true, 1, 10*time.Second)
+
+	settled := func() {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			if rec.current("partition 5") == "bridge-a" {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("the primary did not get the partition back: %s", rec.dump())
+	}
+	for i, cut := range []time.Duration{300 * time.Millisecond, 3 * time.Second, 700 * time.Millisecond, 100 * time.Millisecond, 2500 * time.Millisecond} {
+		partnerRuns := rec.count("bridge-b", true)
+		proxyA.Stop()
+		time.Sleep(cut)
+		proxyA.Start()
+		settled()
+		t.Logf("cut %d of %v: partner ran %d time(s)", i+1, cut, rec.count("bridge-b", true)-partnerRuns)
+	}
+	if o := rec.overlaps(); len(o) > 0 {
+		t.Errorf("overlapping owners: %v\n%s", o, rec.dump())
+	}
+}
