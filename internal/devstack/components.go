@@ -211,7 +211,9 @@ func kafkaPrepare(ctx context.Context, cfg Config, t tools) (props, log4j string
 	args := append(jvmFlags("256m"), "-Dlog4j2.configurationFile="+log4j,
 		"-cp", filepath.Join(t.kafkaLib, "*"), "kafka.tools.StorageTool",
 		"format", "--config", props, "--cluster-id", clusterID, "--ignore-formatted")
-	cmd := exec.CommandContext(ctx, t.java, args...)
+	// Not cancelled with ctx: a format cut short could leave a data folder
+	// that looks formatted. It takes a few seconds.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), t.java, args...)
 	if err := runLogged(cmd, logPath, func(string) {}, time.Hour, func() {}); err != nil {
 		return "", "", fmt.Errorf("devstack: formatting the Kafka storage failed (%v)\n--- last lines of %s ---\n%s", err, logPath, TailFile(logPath, 0, 30))
 	}
