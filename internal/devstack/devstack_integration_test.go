@@ -249,6 +249,9 @@ func checkTopics(t *testing.T, brokers []string, requestPartitions int) {
 	for _, n := range cloudservers.NotificationTopics {
 		want[n] = 3
 	}
+	for _, n := range cloudservers.StateTopics {
+		want[n] = 3
+	}
 	for name, parts := range want {
 		d, ok := topics[name]
 		if !ok {
@@ -259,7 +262,7 @@ func checkTopics(t *testing.T, brokers []string, requestPartitions int) {
 			t.Errorf("topic %s: %d partitions, want %d", name, d.NumPartitions, parts)
 		}
 	}
-	for _, name := range []string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicRequests} {
+	for _, name := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicRequests}, cloudservers.StateTopics...) {
 		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: name})
 		if err != nil {
 			t.Fatal(err)

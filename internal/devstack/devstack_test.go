@@ -241,7 +241,7 @@ func TestTopics(t *testing.T) {
 	if byName[cloudservers.TopicRequests].Partitions != 8 {
 		t.Errorf("requests partitions: %+v", byName[cloudservers.TopicRequests])
 	}
-	for _, n := range []string{cloudservers.TopicServers, cloudservers.TopicOperations} {
+	for _, n := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations}, cloudservers.StateTopics...) {
 		if byName[n].Config["cleanup.policy"] != "compact" {
 			t.Errorf("%s must be compacted: %+v", n, byName[n])
 		}
@@ -254,7 +254,7 @@ func TestTopics(t *testing.T) {
 			t.Errorf("notification topic %s: %+v", n, byName[n])
 		}
 	}
-	if len(ts) != 4+len(cloudservers.NotificationTopics) {
+	if len(ts) != 2+len(cloudservers.StateTopics)+len(cloudservers.NotificationTopics) {
 		t.Errorf("%d topics", len(ts))
 	}
 }
