@@ -63,8 +63,10 @@
 //
 // Stop sends SIGTERM to each process group in reverse start order, waits
 // (bounded per process), then SIGKILLs. Every child runs in its own process
-// group with Pdeathsig SIGKILL, so nothing outlives the parent even when it
-// is killed with SIGKILL.
+// group with Pdeathsig SIGKILL, forked from a thread that lives as long as
+// the process, so nothing outlives the parent even when it is killed with
+// SIGKILL. After such a kill, the next start on the same data folder works
+// (Kafka then recovers its logs: about 15 s instead of 5).
 //
 // # Endpoints file
 //

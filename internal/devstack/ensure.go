@@ -305,7 +305,7 @@ func runLogged(cmd *exec.Cmd, logPath string, onLine func(string), interval time
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		return err
 	}
 	scanned := make(chan struct{})

@@ -151,7 +151,7 @@ func (g *Group) launch(p Process) (*proc, error) {
 		cmd.Stdout, cmd.Stderr = f, f
 	}
 	q.cmd = cmd
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		q.closeLog()
 		return nil, fmt.Errorf("devstack: start %s: %w", p.Name, err)
 	}
