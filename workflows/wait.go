@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers/activities"
@@ -108,11 +109,14 @@ func faultOf(ev notification.Event) string {
 func reconcile(ctx workflow.Context, exp Expectation, timeout time.Duration, latest *notification.Event) error {
 	var a *activities.Activities
 	var s activities.NovaServer
+	// The messages below are what the saga's failure reports (rootMessage
+	// keeps the outermost ApplicationError's message, else the innermost
+	// error's): they must say what timed out, not only what the read saw.
 	if err := workflow.ExecuteActivity(WithActivityOptions(ctx), a.GetNovaServer, exp.Action.InstanceID).Get(ctx, &s); err != nil {
-		return fmt.Errorf("%s: no notification within %s, and the reconciliation read failed: %w", exp.What, timeout, err)
+		return temporal.NewApplicationErrorWithCause(fmt.Sprintf("%s: no notification within %s, and the reconciliation read failed: %s", exp.What, timeout, rootMessage(err)), "ReconciliationFailed", err)
 	}
 	if err := exp.Reconcile(s); err != nil {
-		return fmt.Errorf("%s: no notification within %s; Nova shows status %s task %q: %w", exp.What, timeout, s.Status, s.TaskState, err)
+		return fmt.Errorf("%s: no notification within %s; Nova shows status %s task %q: %v", exp.What, timeout, s.Status, s.TaskState, err)
 	}
 	workflow.GetLogger(ctx).Warn("notification lost; reconciliation read shows the action done", "what", exp.What, "status", s.Status)
 	return nil
