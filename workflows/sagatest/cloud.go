@@ -1,0 +1,627 @@
+// Package sagatest makes every failure path of a saga cheap to test.
+//
+// It has two parts:
+//
+//   - Cloud, a fake OpenStack that answers every activity of
+//     activities.Activities, records the calls in the order they were made,
+//     and publishes the Nova notifications that end each Nova action (as
+//     workflows.SignalNovaEvent signals) the way Nova does: an
+//     instance.update, then the action's .end, carrying the action's
+//     request ID. Faults are injected per call: an activity error
+//     (Cloud.Fail), other notifications or none at all (Cloud.Notify), the
+//     answer of the one reconciliation read (Cloud.AnswerGet).
+//     Install mocks the activities of a Temporal test environment with it;
+//     Register puts the same fake on a real worker (used to record replay
+//     histories against a real Temporal server).
+//
+//   - Saga, a table of a saga's steps and compensations from which Run*
+//     generate the tests every saga needs: the happy path; for every step N,
+//     "step N fails" (with a non-retryable activity error, and in every
+//     other way the step's Failures list) -> exactly the compensations of
+//     steps N-1..1 ran, in that order, no other call was made, and the
+//     saga returned a workflows.ErrStepFailed error whose
+//     workflows.StepFailure names the step and the compensations; and for
+//     every step that calls an activity, a retryable error that succeeds on
+//     retry -> the saga succeeds and nothing was undone.
+//
+// Adding a saga? Describe it as a Saga and call its three Run methods from
+// the saga's test file:
+//
+//	var rebuild = sagatest.Saga{
+//		Workflow: workflows.RebuildServerWorkflow,
+//		Input:    input,
+//		Steps: []sagatest.Step{
+//			{Name: "RebuildNovaServer", Activity: "RebuildNovaServer"},
+//			{Name: "WaitForRebuildNovaServer", Failures: []sagatest.Failure{
+//				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "no valid host"),
+//				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuilding"}),
+//			}},
+//		},
+//	}
+//	func TestRebuildSaga(t *testing.T) {
+//		t.Run("succeeds", rebuild.RunSuccess)
+//		t.Run("step fails", rebuild.RunFailures)
+//		t.Run("retry", rebuild.RunRetries)
+//	}
+//
+// A new Nova action needs its default notification in novaActions below.
+package sagatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/activities"
+	"github.com/cloudservers/cloudservers/internal/notification"
+	"github.com/cloudservers/cloudservers/workflows"
+)
+
+// Deliverer sends the notifications the Cloud publishes to the workflows.
+type Deliverer interface {
+	// Deliver signals workflows.SignalNovaEvent after the delay. The event
+	// is built at delivery time (event(now)). workflowID is the workflow
+	// whose activity asked Nova for the action.
+	Deliver(workflowID string, after time.Duration, event func(now time.Time) notification.Event)
+	// Now is the time as the workflows see it.
+	Now() time.Time
+}
+
+// EnvDeliverer delivers notifications in a Temporal test environment: a
+// delayed callback (on the environment's skipping clock) signals the root
+// workflow, the saga under test or the lifecycle that forwards them.
+type EnvDeliverer struct {
+	Env *testsuite.TestWorkflowEnvironment
+}
+
+// Deliver implements Deliverer.
+func (d EnvDeliverer) Deliver(_ string, after time.Duration, event func(time.Time) notification.Event) {
+	d.Env.RegisterDelayedCallback(func() {
+		d.Env.SignalWorkflow(workflows.SignalNovaEvent, event(d.Env.Now()))
+	}, after)
+}
+
+// Now implements Deliverer.
+func (d EnvDeliverer) Now() time.Time { return d.Env.Now() }
+
+// Call is one activity call the Cloud answered.
+type Call struct {
+	Name string
+	Arg  any
+	At   time.Time // workflow time
+	Err  error     // what the Cloud answered
+}
+
+// Emit is one notification Nova publishes after an action.
+type Emit struct {
+	// After is the delay after the action's activity returned.
+	After time.Duration
+	// Event is the notification. Empty InstanceID and RequestID are the
+	// action's, a zero Timestamp is the delivery time, an empty Format is
+	// "versioned".
+	Event notification.Event
+	// Fails marks the event as the failure of the step under test: calls
+	// made after its delivery are the compensations.
+	Fails bool
+}
+
+// End is the notification that ends an action successfully, one second
+// after it was asked for.
+func End(eventType string) Emit {
+	return Emit{After: 2 * time.Second, Event: notification.Event{EventType: eventType, Priority: "INFO"}}
+}
+
+// ErrorEvent is a notification of an action's failure carrying a fault.
+func ErrorEvent(eventType, fault string) Emit {
+	return Emit{After: 2 * time.Second, Event: notification.Event{EventType: eventType, Priority: "ERROR", Fault: fault, State: "error"}, Fails: true}
+}
+
+// Update is an instance.update notification with the vm and task state
+// after the change.
+func Update(state, task string) Emit {
+	return Emit{After: time.Second, Event: notification.Event{EventType: "instance.update", Priority: "INFO", State: state, TaskState: task}}
+}
+
+// At returns e delivered after d.
+func (e Emit) At(d time.Duration) Emit { e.After = d; return e }
+
+// Legacy returns the legacy-format twin of e (Nova publishes both when
+// notification_format is "both"; the decoder normalises the type).
+func (e Emit) Legacy() Emit {
+	e.Event.Format = "legacy"
+	e.Event.RawEventType = "compute." + e.Event.EventType
+	return e
+}
+
+// ForRequest returns e carrying another request ID (a late notification of
+// an earlier action).
+func (e Emit) ForRequest(id string) Emit { e.Event.RequestID = id; return e }
+
+// ForInstance returns e about another instance.
+func (e Emit) ForInstance(id string) Emit { e.Event.InstanceID = id; return e }
+
+// Stamped returns e with Nova's timestamp set.
+func (e Emit) Stamped(t time.Time) Emit { e.Event.Timestamp = t; return e }
+
+// novaAction is what Nova does when asked: the notification that ends the
+// action, the vm state it leaves, and the status a GET shows after.
+type novaAction struct {
+	end    string
+	state  string
+	status string
+}
+
+var novaActions = map[string]novaAction{
+	"CreateNovaServer": {"instance.create.end", "active", "ACTIVE"},
+	"DeleteNovaServer": {"instance.delete.end", "deleted", "DELETED"},
+	"RebootNovaServer": {"instance.reboot.end", "active", "ACTIVE"},
+	"StopNovaServer":   {"instance.power_off.end", "stopped", "SHUTOFF"},
+	"StartNovaServer":  {"instance.power_on.end", "active", "ACTIVE"},
+	"ResizeNovaServer": {"instance.resize_finish.end", "resized", "VERIFY_RESIZE"},
+	"ConfirmResize":    {"instance.resize_confirm.end", "active", "ACTIVE"},
+	"RevertResize":     {"instance.resize_revert.end", "active", "ACTIVE"},
+}
+
+// Cloud is a fake OpenStack. Its methods have the signatures of the
+// activities; it is safe for concurrent use.
+type Cloud struct {
+	deliver Deliverer
+
+	mu        sync.Mutex
+	calls     []Call
+	failedAt  int // index in calls where the failure under test happened; -1 before
+	errs      map[string][]error
+	scripts   map[string][][]Emit
+	done      map[string]int // activity -> how many next calls answer AlreadyDone
+	gets      []getAnswer
+	status    map[string]string // instance -> status a GET shows
+	leftover  activities.FloatingIP
+	delivered []notification.Event
+	servers   []cloudservers.Server
+	ops       []cloudservers.Operation
+	seq       int
+}
+
+type getAnswer struct {
+	s     activities.NovaServer
+	fails bool
+}
+
+// NewCloud returns a Cloud whose notifications go through d.
+func NewCloud(d Deliverer) *Cloud {
+	return &Cloud{
+		deliver: d, failedAt: -1,
+		errs: map[string][]error{}, scripts: map[string][][]Emit{}, done: map[string]int{}, status: map[string]string{},
+	}
+}
+
+// NewEnvCloud returns a Cloud that answers the activities of env.
+func NewEnvCloud(env *testsuite.TestWorkflowEnvironment) *Cloud {
+	c := NewCloud(EnvDeliverer{Env: env})
+	c.Install(env)
+	return c
+}
+
+// Install mocks every activity of env with the Cloud.
+func (c *Cloud) Install(env *testsuite.TestWorkflowEnvironment) {
+	var a *activities.Activities
+	env.OnActivity(a.CreatePort, mock.Anything, mock.Anything).Return(c.CreatePort)
+	env.OnActivity(a.DeletePort, mock.Anything, mock.Anything).Return(c.DeletePort)
+	env.OnActivity(a.AllocateFloatingIP, mock.Anything, mock.Anything).Return(c.AllocateFloatingIP)
+	env.OnActivity(a.FindFloatingIP, mock.Anything, mock.Anything).Return(c.FindFloatingIP)
+	env.OnActivity(a.AssociateFloatingIP, mock.Anything, mock.Anything).Return(c.AssociateFloatingIP)
+	env.OnActivity(a.DisassociateFloatingIP, mock.Anything, mock.Anything).Return(c.DisassociateFloatingIP)
+	env.OnActivity(a.ReleaseFloatingIP, mock.Anything, mock.Anything).Return(c.ReleaseFloatingIP)
+	env.OnActivity(a.CreateNovaServer, mock.Anything, mock.Anything).Return(c.CreateNovaServer)
+	env.OnActivity(a.DeleteNovaServer, mock.Anything, mock.Anything).Return(c.DeleteNovaServer)
+	env.OnActivity(a.GetNovaServer, mock.Anything, mock.Anything).Return(c.GetNovaServer)
+	env.OnActivity(a.RebootNovaServer, mock.Anything, mock.Anything).Return(c.RebootNovaServer)
+	env.OnActivity(a.StopNovaServer, mock.Anything, mock.Anything).Return(c.StopNovaServer)
+	env.OnActivity(a.StartNovaServer, mock.Anything, mock.Anything).Return(c.StartNovaServer)
+	env.OnActivity(a.ResizeNovaServer, mock.Anything, mock.Anything).Return(c.ResizeNovaServer)
+	env.OnActivity(a.ConfirmResize, mock.Anything, mock.Anything).Return(c.ConfirmResize)
+	env.OnActivity(a.RevertResize, mock.Anything, mock.Anything).Return(c.RevertResize)
+	env.OnActivity(a.PublishServer, mock.Anything, mock.Anything).Return(c.PublishServer)
+	env.OnActivity(a.PublishOperation, mock.Anything, mock.Anything).Return(c.PublishOperation)
+}
+
+// Register registers the Cloud's methods on a real worker under the names
+// of the activities they stand for.
+func (c *Cloud) Register(r worker.ActivityRegistry) {
+	for name, fn := range map[string]any{
+		"CreatePort": c.CreatePort, "DeletePort": c.DeletePort,
+		"AllocateFloatingIP": c.AllocateFloatingIP, "FindFloatingIP": c.FindFloatingIP,
+		"AssociateFloatingIP": c.AssociateFloatingIP, "DisassociateFloatingIP": c.DisassociateFloatingIP,
+		"ReleaseFloatingIP": c.ReleaseFloatingIP,
+		"CreateNovaServer":  c.CreateNovaServer, "DeleteNovaServer": c.DeleteNovaServer, "GetNovaServer": c.GetNovaServer,
+		"RebootNovaServer": c.RebootNovaServer, "StopNovaServer": c.StopNovaServer, "StartNovaServer": c.StartNovaServer,
+		"ResizeNovaServer": c.ResizeNovaServer, "ConfirmResize": c.ConfirmResize, "RevertResize": c.RevertResize,
+		"PublishServer": c.PublishServer, "PublishOperation": c.PublishOperation,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
+
+// NonRetryable is an error retrying cannot fix (the step fails at once).
+func NonRetryable(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrInvalidRequest, nil)
+}
+
+// Retryable is an error a retry can fix (a 503, a timeout).
+func Retryable(msg string) error {
+	return errors.New(msg)
+}
+
+// Fail makes the next calls of activity answer errs, in order (a nil entry
+// lets that call succeed). A non-retryable error marks the failure under
+// test.
+func (c *Cloud) Fail(activity string, errs ...error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errs[activity] = append(c.errs[activity], errs...)
+}
+
+// Notify replaces what Nova publishes after the next successful call of
+// the Nova action activity (CreateNovaServer, RebootNovaServer...). No
+// emits: the notification is lost. Each call of Notify scripts one more
+// call of the activity; later calls get the default notifications.
+func (c *Cloud) Notify(activity string, emits ...Emit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scripts[activity] = append(c.scripts[activity], emits)
+}
+
+// AlreadyDone makes the next call of the Nova action activity answer that
+// the instance already is where the action leads (no notification comes).
+func (c *Cloud) AlreadyDone(activity string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done[activity]++
+}
+
+// AnswerGet sets the answer of the next GetNovaServer call (the
+// reconciliation read); fails marks the answer as the failure under test.
+// Without it a GET shows the state the last action left.
+func (c *Cloud) AnswerGet(s activities.NovaServer, fails bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gets = append(c.gets, getAnswer{s: s, fails: fails})
+}
+
+// LeftoverFloatingIP makes FindFloatingIP find fip (left by a create that
+// failed half-way).
+func (c *Cloud) LeftoverFloatingIP(fip activities.FloatingIP) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leftover = fip
+}
+
+// MarkFailure marks now as the failure under test (a cancellation, say):
+// calls after it are the compensations.
+func (c *Cloud) MarkFailure() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.markLocked()
+}
+
+func (c *Cloud) markLocked() {
+	if c.failedAt < 0 {
+		c.failedAt = len(c.calls)
+	}
+}
+
+// Calls returns every call made, in order.
+func (c *Cloud) Calls() []Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.calls)
+}
+
+// Names returns the names of the calls made, in order; with no argument
+// all, otherwise only those named.
+func (c *Cloud) Names(only ...string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, call := range c.calls {
+		if len(only) == 0 || slices.Contains(only, call.Name) {
+			out = append(out, call.Name)
+		}
+	}
+	return out
+}
+
+// OpenStackCalls returns the names of the calls made to OpenStack (every
+// activity but the state publications), in order.
+func (c *Cloud) OpenStackCalls() []string {
+	var out []string
+	for _, n := range c.Names() {
+		if n != "PublishServer" && n != "PublishOperation" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Count returns how many times activity was called.
+func (c *Cloud) Count(activity string) int { return len(c.Names(activity)) }
+
+// CallsAfterFailure returns the names of the calls made after the failure
+// under test (an activity's non-retryable error, a failure notification's
+// delivery, a failing reconciliation answer, MarkFailure), in order; ok is
+// false when no failure happened.
+func (c *Cloud) CallsAfterFailure() (names []string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failedAt < 0 {
+		return nil, false
+	}
+	names = []string{}
+	for _, call := range c.calls[c.failedAt:] {
+		if call.Name != "PublishServer" && call.Name != "PublishOperation" {
+			names = append(names, call.Name)
+		}
+	}
+	return names, true
+}
+
+// Delivered returns the notifications delivered so far.
+func (c *Cloud) Delivered() []notification.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.delivered)
+}
+
+// PublishedServers returns the server records published, in order.
+func (c *Cloud) PublishedServers() []cloudservers.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.servers)
+}
+
+// PublishedOperations returns the operation records published, in order.
+func (c *Cloud) PublishedOperations() []cloudservers.Operation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ops)
+}
+
+// call records a call and returns the injected error, if any.
+func (c *Cloud) call(name string, arg any) error {
+	now := c.deliver.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	if q := c.errs[name]; len(q) > 0 {
+		err, c.errs[name] = q[0], q[1:]
+	}
+	c.calls = append(c.calls, Call{Name: name, Arg: arg, At: now, Err: err})
+	var app *temporal.ApplicationError
+	if err != nil && errors.As(err, &app) && app.NonRetryable() {
+		c.markLocked()
+	}
+	return err
+}
+
+// nova answers a Nova action on instance and schedules its notifications.
+func (c *Cloud) nova(ctx context.Context, name, instance string, arg any) (activities.NovaAction, error) {
+	if err := c.call(name, arg); err != nil {
+		return activities.NovaAction{}, err
+	}
+	act, ok := novaActions[name]
+	if !ok {
+		panic("sagatest: no default notification for Nova action " + name)
+	}
+	c.mu.Lock()
+	c.seq++
+	requestID := fmt.Sprintf("req-%04d", c.seq)
+	c.status[instance] = act.status
+	if c.done[name] > 0 {
+		c.done[name]--
+		c.mu.Unlock()
+		return activities.NovaAction{InstanceID: instance, AlreadyDone: true}, nil
+	}
+	emits := []Emit{
+		Update(act.state, ""),
+		End(act.end),
+	}
+	if q := c.scripts[name]; len(q) > 0 {
+		emits, c.scripts[name] = q[0], q[1:]
+	}
+	c.mu.Unlock()
+
+	workflowID := ""
+	if activity.IsActivity(ctx) {
+		workflowID = activity.GetInfo(ctx).WorkflowExecution.ID
+	}
+	for _, e := range emits {
+		e := e
+		c.deliver.Deliver(workflowID, e.After, func(now time.Time) notification.Event {
+			ev := e.Event
+			if ev.InstanceID == "" {
+				ev.InstanceID = instance
+			}
+			if ev.RequestID == "" {
+				ev.RequestID = requestID
+			}
+			if ev.Timestamp.IsZero() {
+				ev.Timestamp = now
+			}
+			if ev.Format == "" {
+				ev.Format = "versioned"
+			}
+			if ev.RawEventType == "" {
+				ev.RawEventType = ev.EventType
+			}
+			if ev.Publisher == "" {
+				ev.Publisher = "nova-compute:compute-1"
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			ev.MessageID = fmt.Sprintf("msg-%04d", len(c.delivered)+1)
+			c.delivered = append(c.delivered, ev)
+			if e.Fails {
+				c.markLocked()
+			}
+			return ev
+		})
+	}
+	return activities.NovaAction{InstanceID: instance, RequestID: requestID}, nil
+}
+
+// InstanceID is the Nova instance ID the Cloud gives a server's instance.
+func InstanceID(serverID string) string { return "inst-" + serverID }
+
+// PortID is the Neutron port ID the Cloud gives a server's port.
+func PortID(serverID string) string { return "port-" + serverID }
+
+// FloatingIPID is the floating IP ID the Cloud allocates for a server.
+func FloatingIPID(serverID string) string { return "fip-" + serverID }
+
+// PrivateIP and PublicIP are the addresses the Cloud hands out.
+const (
+	PrivateIP = "10.0.0.5"
+	PublicIP  = "203.0.113.7"
+)
+
+// CreatePort implements activities.Activities.CreatePort.
+func (c *Cloud) CreatePort(_ context.Context, in activities.CreatePortInput) (activities.Port, error) {
+	if err := c.call("CreatePort", in); err != nil {
+		return activities.Port{}, err
+	}
+	return activities.Port{ID: PortID(in.ServerID), IP: PrivateIP}, nil
+}
+
+// DeletePort implements activities.Activities.DeletePort.
+func (c *Cloud) DeletePort(_ context.Context, portID string) error {
+	return c.call("DeletePort", portID)
+}
+
+// AllocateFloatingIP implements activities.Activities.AllocateFloatingIP.
+func (c *Cloud) AllocateFloatingIP(_ context.Context, in activities.AllocateFloatingIPInput) (activities.FloatingIP, error) {
+	if err := c.call("AllocateFloatingIP", in); err != nil {
+		return activities.FloatingIP{}, err
+	}
+	return activities.FloatingIP{ID: FloatingIPID(in.ServerID), Address: PublicIP}, nil
+}
+
+// FindFloatingIP implements activities.Activities.FindFloatingIP.
+func (c *Cloud) FindFloatingIP(_ context.Context, serverID string) (activities.FloatingIP, error) {
+	if err := c.call("FindFloatingIP", serverID); err != nil {
+		return activities.FloatingIP{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leftover, nil
+}
+
+// AssociateFloatingIP implements activities.Activities.AssociateFloatingIP.
+func (c *Cloud) AssociateFloatingIP(_ context.Context, in activities.AssociateFloatingIPInput) error {
+	return c.call("AssociateFloatingIP", in)
+}
+
+// DisassociateFloatingIP implements activities.Activities.DisassociateFloatingIP.
+func (c *Cloud) DisassociateFloatingIP(_ context.Context, id string) error {
+	return c.call("DisassociateFloatingIP", id)
+}
+
+// ReleaseFloatingIP implements activities.Activities.ReleaseFloatingIP.
+func (c *Cloud) ReleaseFloatingIP(_ context.Context, id string) error {
+	return c.call("ReleaseFloatingIP", id)
+}
+
+// CreateNovaServer implements activities.Activities.CreateNovaServer.
+func (c *Cloud) CreateNovaServer(ctx context.Context, in activities.CreateNovaServerInput) (activities.NovaAction, error) {
+	return c.nova(ctx, "CreateNovaServer", InstanceID(in.ServerID), in)
+}
+
+// DeleteNovaServer implements activities.Activities.DeleteNovaServer.
+func (c *Cloud) DeleteNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
+	return c.nova(ctx, "DeleteNovaServer", id, id)
+}
+
+// GetNovaServer implements activities.Activities.GetNovaServer.
+func (c *Cloud) GetNovaServer(_ context.Context, id string) (activities.NovaServer, error) {
+	if err := c.call("GetNovaServer", id); err != nil {
+		return activities.NovaServer{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.gets) > 0 {
+		g := c.gets[0]
+		c.gets = c.gets[1:]
+		if g.fails {
+			// The failure is decided by this answer: what follows undoes.
+			c.markLocked()
+		}
+		g.s.InstanceID = id
+		return g.s, nil
+	}
+	status := c.status[id]
+	if status == "" {
+		status = "DELETED"
+	}
+	return activities.NovaServer{InstanceID: id, Status: status}, nil
+}
+
+// RebootNovaServer implements activities.Activities.RebootNovaServer.
+func (c *Cloud) RebootNovaServer(ctx context.Context, in activities.RebootInput) (activities.NovaAction, error) {
+	return c.nova(ctx, "RebootNovaServer", in.InstanceID, in)
+}
+
+// StopNovaServer implements activities.Activities.StopNovaServer.
+func (c *Cloud) StopNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
+	return c.nova(ctx, "StopNovaServer", id, id)
+}
+
+// StartNovaServer implements activities.Activities.StartNovaServer.
+func (c *Cloud) StartNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
+	return c.nova(ctx, "StartNovaServer", id, id)
+}
+
+// ResizeNovaServer implements activities.Activities.ResizeNovaServer.
+func (c *Cloud) ResizeNovaServer(ctx context.Context, in activities.ResizeInput) (activities.NovaAction, error) {
+	return c.nova(ctx, "ResizeNovaServer", in.InstanceID, in)
+}
+
+// ConfirmResize implements activities.Activities.ConfirmResize.
+func (c *Cloud) ConfirmResize(ctx context.Context, id string) (activities.NovaAction, error) {
+	return c.nova(ctx, "ConfirmResize", id, id)
+}
+
+// RevertResize implements activities.Activities.RevertResize.
+func (c *Cloud) RevertResize(ctx context.Context, id string) (activities.NovaAction, error) {
+	return c.nova(ctx, "RevertResize", id, id)
+}
+
+// PublishServer implements activities.Activities.PublishServer.
+func (c *Cloud) PublishServer(_ context.Context, s cloudservers.Server) error {
+	if err := c.call("PublishServer", s); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.servers = append(c.servers, s)
+	return nil
+}
+
+// PublishOperation implements activities.Activities.PublishOperation.
+func (c *Cloud) PublishOperation(_ context.Context, o cloudservers.Operation) error {
+	if err := c.call("PublishOperation", o); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ops = append(c.ops, o)
+	return nil
+}
