@@ -367,6 +367,11 @@ func TestGroupExitBeforeReady(t *testing.T) {
 	if strings.Contains(msg, "from an earlier run") || strings.Contains(msg, "line 5\n") {
 		t.Errorf("tail must be the last lines of this run only: %s", msg)
 	}
+	select {
+	case x := <-g.Exits():
+		t.Errorf("a failed start is reported by Start, not on Exits: %+v", x)
+	case <-time.After(100 * time.Millisecond):
+	}
 }
 
 func TestGroupReadyTimeoutKillsIt(t *testing.T) {

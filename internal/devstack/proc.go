@@ -77,6 +77,8 @@ type proc struct {
 	done      chan struct{}
 	waitErr   error
 	expected  bool // set before we signal it: its exit is not reported on Exits
+	ready     bool // Start succeeded
+	reported  bool // sent on Exits
 }
 
 // NewGroup returns an empty Group. Progress lines ("started kafka (pid
@@ -160,15 +162,7 @@ func (g *Group) launch(p Process) (*proc, error) {
 		q.waitErr = cmd.Wait()
 		q.closeLog()
 		close(q.done)
-		g.mu.Lock()
-		expected := q.expected
-		g.mu.Unlock()
-		if !expected {
-			select {
-			case g.exits <- Exit{Name: p.Name, Pid: q.pid, Err: q.waitErr, Tail: q.tail(30)}:
-			default:
-			}
-		}
+		g.maybeReportExit(q)
 	}()
 
 	// Registered before Ready so that a Stop from another goroutine (say,
@@ -204,8 +198,30 @@ func (g *Group) awaitReady(ctx context.Context, q *proc) error {
 		g.terminate(q)
 		return err
 	}
+	g.mu.Lock()
+	q.ready = true
+	g.mu.Unlock()
+	g.maybeReportExit(q) // in case it exited right after its last check
 	fmt.Fprintf(g.log, "  %s ready (pid %d, %.1fs)\n", q.spec.Name, q.pid, time.Since(t0).Seconds())
 	return nil
+}
+
+// maybeReportExit sends q's exit on Exits once, if q had been ready and
+// nobody asked it to stop. A failed start is reported by Start instead.
+func (g *Group) maybeReportExit(q *proc) {
+	if q.isRunning() {
+		return
+	}
+	g.mu.Lock()
+	report := q.ready && !q.expected && !q.reported
+	q.reported = q.reported || report
+	g.mu.Unlock()
+	if report {
+		select {
+		case g.exits <- Exit{Name: q.spec.Name, Pid: q.pid, Err: q.waitErr, Tail: q.tail(30)}:
+		default:
+		}
+	}
 }
 
 func (g *Group) waitReady(ctx context.Context, q *proc) error {
