@@ -230,10 +230,11 @@ func ensureJars(ctx context.Context, cfg Config, name, title, java string) (stri
 		return "", err
 	}
 	fmt.Fprintf(cfg.Log, "  %s: %d jars ready in %s\n", name, len(jars), time.Since(t0).Round(100*time.Millisecond))
-	// Drop the jars of older poms.
+	// Drop the jars of other poms fetched more than a week ago (not at
+	// once: a stack started from an older binary may be using them).
 	old, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "jars", name+"-*"))
 	for _, o := range old {
-		if o != dir {
+		if st, err := os.Stat(filepath.Join(o, "complete")); o != dir && (err != nil || time.Since(st.ModTime()) > 7*24*time.Hour) {
 			_ = os.RemoveAll(o)
 		}
 	}
