@@ -338,3 +338,9 @@ func (s *Sim) notFound(write func(http.ResponseWriter, *http.Request)) http.Hand
 		write(w, r)
 	}
 }
+
+// stableUUID derives a UUID-shaped id from a name.
+func stableUUID(name string) string {
+	h := stableID(name)
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-8" + h[17:20] + "-" + h[20:32]
+}

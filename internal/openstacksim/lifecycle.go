@@ -102,6 +102,7 @@ func (s *Sim) startBoot(srv *server, f *flavor, plan bootPlan) {
 			o.step(func(srv *server, b *batch) {
 				msg := "No valid host was found. "
 				setState(b, srv, "error", powerNoState)
+				srv.saved = true
 				srv.fault = &serverFault{code: 500, message: msg, created: now(), details: noValidHostDetails}
 				b.buildInstancesError(srv, f, &notifyFault{exception: "NoValidHost_Remote", code: 500,
 					message: msg + "\n" + noValidHostDetails, module: "oslo_messaging._drivers.amqpdriver", function: "_send"})
@@ -109,8 +110,9 @@ func (s *Sim) startBoot(srv *server, f *flavor, plan bootPlan) {
 			return
 		}
 		ok := o.step(func(srv *server, b *batch) {
-			b.selectDestinations(srv, f, "start")
-			b.selectDestinations(srv, f, "end")
+			b.selectDestinations(srv, f, "start", false)
+			b.selectDestinations(srv, f, "end", false)
+			srv.az = "nova"
 			b.update(fromConductor, srv, "building", "scheduling", instanceOpts{newTask: "scheduling"})
 			setTask(b, fromCompute, srv, "scheduling", "")
 		})
@@ -120,7 +122,7 @@ func (s *Sim) startBoot(srv *server, f *flavor, plan bootPlan) {
 		var netErr string
 		ok = o.step(func(srv *server, b *batch) {
 			b.instanceAction(fromCompute, srv, "create", "start", instanceOpts{})
-			srv.host = s.cfg.ComputeHost
+			srv.host, srv.saved = s.cfg.ComputeHost, true
 			setTask(b, fromCompute, srv, "", "")
 			setTask(b, fromCompute, srv, "networking", "networking")
 			netErr = s.allocateNetworks(srv)
@@ -157,7 +159,9 @@ func (s *Sim) startBoot(srv *server, f *flavor, plan bootPlan) {
 			return
 		}
 		o.step(func(srv *server, b *batch) {
-			srv.launchedAt = now()
+			// The network info cache fills when the spawn completes: until
+			// then notifications and the API show no addresses.
+			srv.launchedAt, srv.networked = now(), true
 			setState(b, srv, "active", powerRunning)
 			b.instanceAction(fromCompute, srv, "create", "end", instanceOpts{withIPs: true})
 		})
@@ -192,6 +196,7 @@ func (s *Sim) failBuildOnCompute(o *op, f *flavor, plan bootPlan) {
 		srv.host = ""
 		s.releaseNetworks(srv)
 		setTask(b, fromCompute, srv, "spawning", "spawning")
+		srv.az = "" // rescheduling forgets the zone
 		setTask(b, fromCompute, srv, "spawning", "scheduling")
 		msg := "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance " + srv.id + "."
 		setState(b, srv, "error", powerNoState)
@@ -226,7 +231,6 @@ func (s *Sim) allocateNetworks(srv *server) string {
 		srv.portIDs = append(srv.portIDs, p.id)
 		srv.createdPorts[p.id] = true
 	}
-	srv.networked = true
 	return ""
 }
 
@@ -278,7 +282,6 @@ func (s *Sim) startDelete(srv *server) {
 			}
 			if !o.at(0.6) || !o.step(func(srv *server, b *batch) {
 				s.releaseNetworks(srv)
-				srv.powerState = powerNoState
 				b.instanceAction(fromCompute, srv, "shutdown", "end", instanceOpts{})
 			}) {
 				return
@@ -292,6 +295,7 @@ func (s *Sim) startDelete(srv *server) {
 			srv.terminatedAt = now()
 			setState(b, srv, "deleted", powerNoState)
 			// The instance row is gone now: GET answers 404.
+			srv.deletedAt = now()
 			delete(s.servers, srv.id)
 			s.deleted[srv.id] = srv
 			s.pruneDeleted()
@@ -409,8 +413,8 @@ func (s *Sim) startResize(srv *server, nf *flavor) {
 			return
 		}
 		ok = o.step(func(srv *server, b *batch) {
-			b.selectDestinations(srv, nf, "start")
-			b.selectDestinations(srv, nf, "end")
+			b.selectDestinations(srv, nf, "start", true)
+			b.selectDestinations(srv, nf, "end", true)
 			b.exists(srv)
 			b.instanceAction(fromCompute, srv, "resize_prep", "start", instanceOpts{newFlavor: nf})
 			setTask(b, fromCompute, srv, "resize_prep", "resize_prep")

@@ -328,22 +328,22 @@ func (s *Sim) versionedInstance(srv *server) map[string]any {
 	if ips == nil {
 		ips = []any{}
 	}
-	var bdms any
-	if srv.host != "" {
-		bdms = []any{}
+	var updated any
+	if srv.saved {
+		updated = srv.updated.Format(isoSeconds)
 	}
 	return map[string]any{
 		"uuid": srv.id, "user_id": srv.userID, "tenant_id": srv.tenantID,
 		"reservation_id": srv.reservationID, "display_name": srv.name,
 		"display_description": nullStr(srv.description), "host_name": hostnameOf(srv.name),
 		"host": nullStr(srv.host), "node": nullStr(srv.host), "os_type": nil, "architecture": nil,
-		"availability_zone": "nova", "flavor": flavorPayload(f), "image_uuid": srv.imageID,
+		"availability_zone": nullStr(srv.az), "flavor": flavorPayload(f), "image_uuid": srv.imageID,
 		"key_name": nullStr(srv.keyName), "kernel_id": "", "ramdisk_id": "",
 		"created_at": srv.created.Format(isoSeconds), "launched_at": nullTime(srv.launchedAt, isoSeconds),
-		"terminated_at": nullTime(srv.terminatedAt, isoSeconds), "deleted_at": nullTime(srv.terminatedAt, isoSeconds),
-		"updated_at": srv.updated.Format(isoSeconds), "state": srv.vmState,
+		"terminated_at": nullTime(srv.terminatedAt, isoSeconds), "deleted_at": nullTime(srv.deletedAt, isoSeconds),
+		"updated_at": updated, "state": srv.vmState,
 		"power_state": powerStateNames[srv.powerState], "task_state": nullStr(srv.taskState),
-		"progress": 0, "ip_addresses": ips, "block_devices": bdms,
+		"progress": 0, "ip_addresses": ips, "block_devices": []any{},
 		"metadata": mapOrEmpty(srv.metadata), "locked": false, "auto_disk_config": "MANUAL",
 		"request_id": srv.requestID, "action_initiator_user": srv.userID,
 		"action_initiator_project": srv.tenantID, "locked_reason": nil,
@@ -358,9 +358,9 @@ func (s *Sim) legacyInstance(srv *server, o instanceOpts) map[string]any {
 		"tenant_id": srv.tenantID, "user_id": srv.userID, "instance_id": srv.id,
 		"display_name": srv.name, "reservation_id": srv.reservationID, "hostname": hostnameOf(srv.name),
 		"architecture": nil, "host": nullStr(srv.host), "node": nullStr(srv.host),
-		"availability_zone": "nova", "cell_name": "",
+		"availability_zone": nullStr(srv.az), "cell_name": "",
 		"created_at":    srv.created.Format("2006-01-02 15:04:05+00:00"),
-		"terminated_at": legacyTime(srv.terminatedAt), "deleted_at": legacyTime(srv.terminatedAt),
+		"terminated_at": legacyTime(srv.terminatedAt), "deleted_at": legacyTime(srv.deletedAt),
 		"launched_at": legacyTime(srv.launchedAt), "image_ref_url": s.imageRefURL(srv.imageID),
 		"os_type": nil, "kernel_id": "", "ramdisk_id": "", "state": srv.vmState,
 		"state_description": srv.taskState, "progress": "", "access_ip_v4": nil, "access_ip_v6": nil,
@@ -384,8 +384,14 @@ func (s *Sim) legacyInstance(srv *server, o instanceOpts) map[string]any {
 	if o.withIPs {
 		var fixed []any
 		for _, ip := range s.serverIPs(srv) {
+			floating := []any{}
+			for _, fip := range s.sortedFIPs() {
+				if fip.portID == ip.portID && fip.fixedIP == ip.address {
+					floating = append(floating, map[string]any{"address": fip.address, "type": "floating", "version": 4, "meta": map[string]any{}})
+				}
+			}
 			fixed = append(fixed, map[string]any{"address": ip.address, "type": "fixed", "version": 4,
-				"meta": map[string]any{}, "floating_ips": []any{}, "label": ip.label, "vif_mac": ip.mac})
+				"meta": map[string]any{}, "floating_ips": floating, "label": ip.label, "vif_mac": ip.mac})
 		}
 		if fixed == nil {
 			fixed = []any{}
@@ -462,6 +468,12 @@ func (b *batch) instanceAction(src source, srv *server, action, phase string, o 
 		data["new_flavor"] = flavorPayload(o.newFlavor)
 	}
 	data["fault"] = exceptionPayload(o.fault)
+	// Nova puts block devices in an action payload only when the caller
+	// hands them over; resize_prep, resize_confirm and the API's local
+	// delete do not.
+	if action == "resize_prep" || action == "resize_confirm" || src == fromAPI {
+		data["block_devices"] = nil
+	}
 
 	extra := map[string]any{}
 	for k, v := range o.extraLegacy {
@@ -501,6 +513,7 @@ func (b *batch) update(src source, srv *server, oldVM, oldTask string, o instanc
 	data["audit_period"] = novaObject("AuditPeriodPayload", "1.0", map[string]any{
 		"audit_period_beginning": begin.Format(isoSeconds), "audit_period_ending": end.Format(isoSeconds),
 	})
+	data["block_devices"] = nil // InstanceUpdatePayload carries none
 	data["old_display_name"] = nullStr(o.oldName)
 	data["tags"] = sliceOrEmpty(srv.tags)
 	data["task_state"] = nullStr(o.newTask)
@@ -523,6 +536,7 @@ func (b *batch) exists(srv *server) {
 	s := b.n.s
 	begin, end := auditPeriod(now())
 	data := s.versionedInstance(srv)
+	data["block_devices"] = nil
 	data["audit_period"] = novaObject("AuditPeriodPayload", "1.0", map[string]any{
 		"audit_period_beginning": begin.Format(isoSeconds), "audit_period_ending": end.Format(isoSeconds),
 	})
@@ -534,10 +548,28 @@ func (b *batch) exists(srv *server) {
 }
 
 // selectDestinations emits scheduler.select_destinations.<phase>.
-func (b *batch) selectDestinations(srv *server, f *flavor, phase string) {
+func (b *batch) selectDestinations(srv *server, f *flavor, phase string, resize bool) {
 	s := b.n.s
 	spec := s.requestSpecPayload(srv, f)
-	legacy := map[string]any{"request_spec": s.legacyRequestSpec(srv, f)}
+	if resize {
+		// A move operation's request spec names the cell and the hosts to
+		// avoid.
+		d := spec["nova_object.data"].(map[string]any)
+		d["ignore_hosts"] = []any{}
+		d["security_groups"] = []any{"default"}
+		d["requested_destination"] = novaObject("DestinationPayload", "1.0", map[string]any{
+			"cell":       novaObject("CellMappingPayload", "2.0", map[string]any{"uuid": stableUUID("cell1"), "name": "cell1", "disabled": false}),
+			"aggregates": nil,
+		})
+	}
+	spec0 := s.legacyRequestSpec(srv, f)
+	if phase == "end" || resize {
+		// Once loaded from the database (by the end of scheduling, or for
+		// a move) the requests know their instance.
+		pci := spec0["instance_properties"].(map[string]any)["pci_requests"].(map[string]any)
+		pci["_obj_instance_uuid"] = srv.id
+	}
+	legacy := map[string]any{"request_spec": spec0}
 	b.emit(fromScheduler, "INFO", "scheduler.select_destinations."+phase, "scheduler.select_destinations."+phase,
 		spec, legacy, s.notifyContext(srv.requestID))
 }
@@ -588,7 +620,7 @@ func (s *Sim) legacyRequestSpec(srv *server, f *flavor) map[string]any {
 
 func (s *Sim) legacyInstanceProperties(srv *server, f *flavor) map[string]any {
 	p := map[string]any{"numa_topology": nil, "project_id": srv.tenantID, "user_id": srv.userID,
-		"availability_zone": nil, "uuid": srv.id}
+		"availability_zone": nil, "uuid": srv.id, "pci_requests": s.legacyPCIRequests(srv)}
 	if f != nil {
 		p["root_gb"], p["ephemeral_gb"], p["memory_mb"], p["vcpus"] = f.Disk, 0, f.RAM, f.VCPUs
 	}
@@ -604,9 +636,14 @@ func (b *batch) buildInstancesError(srv *server, f *flavor, fault *notifyFault) 
 		"instance_uuid": srv.id, "request_spec": s.requestSpecPayload(srv, f), "state": "error",
 		"reason": exceptionPayload(fault),
 	}
+	// The conductor's copy of the context has been through the database
+	// layer, which leaves its engine facade state behind.
 	props := s.legacyInstanceProperties(srv, f)
+	props["pci_requests"].(map[string]any)["_context"].(map[string]any)["_enginefacade_context"] = map[string]any{}
+	spec := s.legacyRequestSpec(srv, f)
+	spec["instance_properties"].(map[string]any)["pci_requests"].(map[string]any)["_context"].(map[string]any)["_enginefacade_context"] = map[string]any{}
 	legacy := map[string]any{
-		"request_spec": s.legacyRequestSpec(srv, f), "instance_properties": props,
+		"request_spec": spec, "instance_properties": props,
 		"instance_id": srv.id, "state": "error", "method": "build_instances",
 		"reason": "{'kwargs': {'reason': '', 'code': " + itoa(fault.code) + "}, 'message': '" +
 			strings.ReplaceAll(fault.message, "'", "\\'") + "', 'class': '" + fault.exception + "'}",
@@ -732,4 +769,30 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// legacyPCIRequests is the serialized InstancePCIRequests object Nova puts
+// in legacy request specs, context included.
+func (s *Sim) legacyPCIRequests(srv *server) map[string]any {
+	cfg := &s.cfg
+	endpoint := func(typ, name, path string) map[string]any {
+		url := s.cfg.BaseURL + path
+		return map[string]any{"type": typ, "name": name, "endpoints": []any{map[string]any{
+			"region": cfg.Region, "internalURL": url, "publicURL": url}}}
+	}
+	ctx := map[string]any{
+		"_user_id": cfg.UserID, "_project_id": cfg.ProjectID, "_domain_id": nil, "_user_domain_id": "default",
+		"_project_domain_id": "default", "auth_token": "gAAAAAB" + strings.Repeat("x", 176), "user_name": cfg.Username,
+		"project_name": cfg.Project, "domain_name": nil, "system_scope": nil, "user_domain_name": nil,
+		"project_domain_name": nil, "is_admin": true, "is_admin_project": true, "read_only": false,
+		"show_deleted": false, "resource_uuid": nil, "roles": []string{"member", "reader", "admin"},
+		"service_token": nil, "service_user_id": nil, "service_user_name": nil, "service_user_domain_id": nil,
+		"service_user_domain_name": nil, "service_project_id": nil, "service_project_name": nil,
+		"service_project_domain_id": nil, "service_project_domain_name": nil, "service_roles": []any{},
+		"request_id": srv.requestID, "global_request_id": nil, "_read_deleted": "no", "remote_address": "127.0.0.1",
+		"timestamp": srv.created.Format(isoMicro),
+		"service_catalog": []any{endpoint("network", "neutron", "/network"), endpoint("image", "glance", "/image")},
+		"quota_class": nil, "db_connection": nil, "mq_connection": nil, "cell_uuid": nil, "user_auth_plugin": nil,
+	}
+	return map[string]any{"_changed_fields": []string{"requests"}, "_context": ctx, "VERSION": "1.1", "_obj_requests": []any{}}
 }

@@ -355,6 +355,9 @@ type server struct {
 	migration          string // the resize migration: "finished" in VERIFY_RESIZE, then "confirming"/"reverting"
 
 	host          string
+	az            string // availability_zone: set by the conductor once scheduled, cleared on reschedule
+	saved         bool   // the row has been updated since creation: updated_at shows in notifications
+	deletedAt     time.Time
 	instanceName  string
 	reservationID string
 	rootDevice    string
@@ -567,11 +570,7 @@ func (s *Sim) serverView(srv *server, c *novaCall, show bool) map[string]any {
 		v["flavor"] = map[string]any{"id": srv.flavorID, "links": []any{
 			map[string]any{"rel": "bookmark", "href": c.base + "/compute/flavors/" + srv.flavorID}}}
 	}
-	if srv.host != "" {
-		v["OS-EXT-AZ:availability_zone"] = "nova"
-	} else {
-		v["OS-EXT-AZ:availability_zone"] = ""
-	}
+	v["OS-EXT-AZ:availability_zone"] = srv.az
 	if srv.vmState == "building" && srv.host == "" {
 		v["OS-EXT-SRV-ATTR:instance_name"] = ""
 	} else {
