@@ -790,9 +790,9 @@ func (s *Sim) legacyPCIRequests(srv *server) map[string]any {
 		"service_user_domain_name": nil, "service_project_id": nil, "service_project_name": nil,
 		"service_project_domain_id": nil, "service_project_domain_name": nil, "service_roles": []any{},
 		"request_id": srv.requestID, "global_request_id": nil, "_read_deleted": "no", "remote_address": "127.0.0.1",
-		"timestamp": srv.created.Format(isoMicro),
+		"timestamp":       srv.created.Format(isoMicro),
 		"service_catalog": []any{endpoint("network", "neutron", "/network"), endpoint("image", "glance", "/image")},
-		"quota_class": nil, "db_connection": nil, "mq_connection": nil, "cell_uuid": nil, "user_auth_plugin": nil,
+		"quota_class":     nil, "db_connection": nil, "mq_connection": nil, "cell_uuid": nil, "user_auth_plugin": nil,
 	}
 	return map[string]any{"_changed_fields": []string{"requests"}, "_context": ctx, "VERSION": "1.1", "_obj_requests": []any{}}
 }
