@@ -185,6 +185,7 @@ type Cloud struct {
 	done      map[string]int // activity -> how many next calls answer AlreadyDone
 	gets      []getAnswer
 	status    map[string]string // instance -> status a GET shows
+	resized   map[string]string // instance -> status before its resize (a confirm or revert returns to it)
 	leftover  activities.FloatingIP
 	delivered []notification.Event
 	servers   []cloudservers.Server
@@ -201,7 +202,7 @@ type getAnswer struct {
 func NewCloud(d Deliverer) *Cloud {
 	return &Cloud{
 		deliver: d, failedAt: -1,
-		errs: map[string][]error{}, scripts: map[string][][]Emit{}, done: map[string]int{}, status: map[string]string{},
+		errs: map[string][]error{}, scripts: map[string][][]Emit{}, done: map[string]int{}, status: map[string]string{}, resized: map[string]string{},
 	}
 }
 
@@ -296,6 +297,14 @@ func (c *Cloud) AnswerGet(s activities.NovaServer, fails bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gets = append(c.gets, getAnswer{s: s, fails: fails})
+}
+
+// SetNovaStatus sets the status a GET of an existing instance shows (ACTIVE,
+// SHUTOFF).
+func (c *Cloud) SetNovaStatus(instance, status string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status[instance] = status
 }
 
 // LeftoverFloatingIP makes FindFloatingIP find fip (left by a create that
@@ -425,7 +434,19 @@ func (c *Cloud) nova(ctx context.Context, name, instance string, arg any) (activ
 	c.mu.Lock()
 	c.seq++
 	requestID := fmt.Sprintf("req-%04d", c.seq)
-	c.status[instance] = act.status
+	switch name {
+	case "ResizeNovaServer":
+		c.resized[instance] = c.status[instance]
+		c.status[instance] = act.status
+	case "ConfirmResize", "RevertResize":
+		// A resized server comes back as it was: on, or off.
+		c.status[instance] = "ACTIVE"
+		if c.resized[instance] == "SHUTOFF" {
+			c.status[instance] = "SHUTOFF"
+		}
+	default:
+		c.status[instance] = act.status
+	}
 	if c.done[name] > 0 {
 		c.done[name]--
 		c.mu.Unlock()

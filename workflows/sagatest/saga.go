@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/workflows"
 )
@@ -139,6 +140,13 @@ func (s Saga) Run(t testing.TB, prepare func(env *testsuite.TestWorkflowEnvironm
 	env := NewEnv()
 	env.RegisterWorkflow(s.Workflow)
 	c := NewEnvCloud(env)
+	if id := s.Input.Server.NovaInstanceID; id != "" {
+		status := "ACTIVE"
+		if s.Input.Server.Status == cloudservers.StatusOff {
+			status = "SHUTOFF"
+		}
+		c.SetNovaStatus(id, status)
+	}
 	if s.Setup != nil {
 		s.Setup(c)
 	}
