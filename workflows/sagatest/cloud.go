@@ -191,6 +191,7 @@ type Cloud struct {
 	servers   []cloudservers.Server
 	ops       []cloudservers.Operation
 	seq       int
+	onCall    func(Call)
 }
 
 type getAnswer struct {
@@ -315,6 +316,15 @@ func (c *Cloud) LeftoverFloatingIP(fip activities.FloatingIP) {
 	c.leftover = fip
 }
 
+// OnCall sets a function called after every call is recorded (outside the
+// Cloud's lock): a test can react to a call, e.g. signal a workflow at the
+// very moment an activity runs.
+func (c *Cloud) OnCall(f func(Call)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onCall = f
+}
+
 // MarkFailure marks now as the failure under test (a cancellation, say):
 // calls after it are the compensations.
 func (c *Cloud) MarkFailure() {
@@ -414,10 +424,16 @@ func (c *Cloud) call(name string, arg any) error {
 	if q := c.errs[name]; len(q) > 0 {
 		err, c.errs[name] = q[0], q[1:]
 	}
-	c.calls = append(c.calls, Call{Name: name, Arg: arg, At: now, Err: err})
+	call := Call{Name: name, Arg: arg, At: now, Err: err}
+	c.calls = append(c.calls, call)
 	var app *temporal.ApplicationError
 	if err != nil && errors.As(err, &app) && app.NonRetryable() {
 		c.markLocked()
+	}
+	if f := c.onCall; f != nil {
+		c.mu.Unlock()
+		f(call)
+		c.mu.Lock()
 	}
 	return err
 }
