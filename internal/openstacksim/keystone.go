@@ -167,19 +167,18 @@ func (s *Sim) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Keystone uri="`+s.baseURL(r)+`/identity"`)
-		keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+		s.unauthorized(w, r)
 		return
 	}
 	if sc := req.Auth.Scope; sc != nil && sc.Project != nil {
 		p := sc.Project
 		if !(p.ID == cfg.ProjectID || (p.Name == cfg.Project && p.Domain.is("default", cfg.Domain))) {
-			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+			s.unauthorized(w, r)
 			return
 		}
 	}
 	t := &token{id: newTokenID(), issued: now().Truncate(time.Second), auditID: newAuditID(), methods: id.Methods[:1]}
-	t.expires = t.issued.Add(cfg.TokenTTL)
+	t.expires = now().Add(cfg.TokenTTL)
 	s.mu.Lock()
 	s.tokens[t.id] = t
 	s.mu.Unlock()

@@ -65,7 +65,7 @@ func (o *op) step(f func(srv *server, b *batch)) bool {
 // API-initiated changes equals the new one (see the captures).
 func setTask(b *batch, src source, srv *server, oldTask, newTask string) {
 	srv.taskState = newTask
-	srv.updated = now().Truncate(time.Second)
+	srv.updated = now()
 	b.update(src, srv, srv.vmState, oldTask, instanceOpts{newTask: newTask})
 }
 
@@ -73,7 +73,7 @@ func setTask(b *batch, src source, srv *server, oldTask, newTask string) {
 func setState(b *batch, srv *server, vm string, power int) {
 	oldVM, oldTask := srv.vmState, srv.taskState
 	srv.vmState, srv.taskState, srv.powerState = vm, "", power
-	srv.updated = now().Truncate(time.Second)
+	srv.updated = now()
 	b.update(fromCompute, srv, oldVM, oldTask, instanceOpts{})
 }
 
@@ -260,7 +260,7 @@ func (s *Sim) releaseNetworks(srv *server) {
 func (s *Sim) startDelete(srv *server) {
 	oldVM := srv.vmState
 	srv.taskState = "deleting"
-	srv.updated = now().Truncate(time.Second)
+	srv.updated = now()
 	local := srv.host == ""
 	s.startOp(srv, s.cfg.DeleteTime, func(o *op) {
 		src := fromCompute
@@ -354,7 +354,7 @@ func (s *Sim) startReboot(srv *server, hard bool) {
 		o.step(func(srv *server, b *batch) {
 			oldVM := srv.vmState
 			srv.vmState, srv.taskState, srv.powerState = "active", "", powerRunning
-			srv.updated = now().Truncate(time.Second)
+			srv.updated = now()
 			b.update(fromCompute, srv, oldVM, "reboot_started"+suffix, instanceOpts{})
 			b.instanceAction(fromCompute, srv, "reboot", "end", instanceOpts{})
 		})

@@ -211,7 +211,7 @@ func (s *Sim) newPort(spec portSpec) (*port, *neutronErr) {
 	if nerr != nil {
 		return nil, nerr
 	}
-	t := now().Truncate(time.Second)
+	t := now()
 	p := &port{id: newUUID(), name: spec.name, description: spec.description, networkID: net.id,
 		mac: newMAC(s.rng.Uint32()), fixedIPs: []fixedIP{ip}, deviceID: spec.deviceID, deviceOwner: spec.deviceOwner,
 		adminStateUp: spec.adminStateUp == nil || *spec.adminStateUp, tags: spec.tags,
@@ -224,13 +224,13 @@ func (s *Sim) newPort(spec portSpec) (*port, *neutronErr) {
 // device_owner and the host binding.
 func (s *Sim) bindPort(p *port, srv *server) {
 	p.deviceID, p.deviceOwner, p.bindingHost = srv.id, "compute:nova", s.cfg.ComputeHost
-	p.updated = now().Truncate(time.Second)
+	p.updated = now()
 	p.revision++
 }
 
 func (s *Sim) unbindPort(p *port) {
 	p.deviceID, p.deviceOwner, p.bindingHost = "", "", ""
-	p.updated = now().Truncate(time.Second)
+	p.updated = now()
 	p.revision++
 }
 
@@ -243,7 +243,7 @@ func (s *Sim) deletePort(p *port) {
 	for _, f := range s.fips {
 		if f.portID == p.id {
 			f.portID, f.fixedIP = "", ""
-			f.updated = now().Truncate(time.Second)
+			f.updated = now()
 			f.revision++
 		}
 	}
@@ -770,7 +770,7 @@ func (s *Sim) updatePort(w http.ResponseWriter, r *http.Request) {
 	if _, ok := obj["tags"]; ok {
 		p.tags = tagsField(obj)
 	}
-	p.updated = now().Truncate(time.Second)
+	p.updated = now()
 	p.revision++
 	writeJSON(w, http.StatusOK, map[string]any{"port": s.portView(p)})
 }
@@ -870,7 +870,7 @@ func (s *Sim) createFloatingIP(w http.ResponseWriter, r *http.Request) {
 		neutronError(w, nerr)
 		return
 	}
-	t := now().Truncate(time.Second)
+	t := now()
 	f := &floatingIP{id: newUUID(), address: ip.address, networkID: net.id, tags: tagsField(obj), created: t, updated: t}
 	f.description, _ = strField(obj, "description")
 	if portID, _ := strField(obj, "port_id"); portID != "" {
@@ -951,7 +951,7 @@ func (s *Sim) updateFloatingIP(w http.ResponseWriter, r *http.Request) {
 	if v, ok := strField(obj, "description"); ok {
 		f.description = v
 	}
-	f.updated = now().Truncate(time.Second)
+	f.updated = now()
 	f.revision++
 	writeJSON(w, http.StatusOK, map[string]any{"floatingip": s.fipView(f)})
 }

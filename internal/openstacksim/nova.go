@@ -998,7 +998,7 @@ func (s *Sim) createServer(w http.ResponseWriter, r *http.Request, c *novaCall) 
 		flavorID: f.ID, imageID: img.ID, keyName: req.KeyName, metadata: req.Metadata, tags: req.Tags,
 		adminPass: newPassword(), vmState: "building", taskState: "scheduling", powerState: powerNoState,
 		instanceName: fmt.Sprintf("instance-%08x", s.seq), reservationID: "r-" + newPassword()[:8],
-		created: t.Truncate(time.Second), updated: t.Truncate(time.Second),
+		created: t, updated: t,
 		requested: nets, createdPorts: map[string]bool{}, requestID: c.requestID,
 	}
 	if req.Description != nil {
@@ -1092,7 +1092,7 @@ func (s *Sim) updateServer(w http.ResponseWriter, r *http.Request, c *novaCall) 
 	if d, ok := upd["description"].(string); ok && c.mv.atLeast(19) {
 		srv.description = d
 	}
-	srv.updated = now().Truncate(time.Second)
+	srv.updated = now()
 	b := s.notifier.batch()
 	if oldName != srv.name {
 		srv.requestID = c.requestID
