@@ -44,6 +44,12 @@ func Connect(ctx context.Context) (activities.Clients, error) {
 		}
 		endpoint.Region = os.Getenv("OS_REGION_NAME")
 	}
+	return ConnectWith(ctx, auth, endpoint)
+}
+
+// ConnectWith authenticates with explicit options (tests point it at a
+// simulator) and returns the clients.
+func ConnectWith(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts) (activities.Clients, error) {
 	auth.AllowReauth = true
 	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}))
 	if err != nil {

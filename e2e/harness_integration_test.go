@@ -1,0 +1,271 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	"github.com/gophercloud/gophercloud/v2"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/activities"
+	"github.com/cloudservers/cloudservers/api"
+	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/kafka"
+	"github.com/cloudservers/cloudservers/internal/openstack"
+	"github.com/cloudservers/cloudservers/internal/openstacksim"
+	"github.com/cloudservers/cloudservers/internal/zkcoord"
+	"github.com/cloudservers/cloudservers/worker"
+)
+
+// system is one running copy of the application on the test stack.
+type system struct {
+	t         *testing.T
+	ends      devstack.Endpoints
+	sim       *openstacksim.Sim
+	api       string // base URL
+	customer  string
+	key       string
+	temporal  client.Client
+	kafka     sarama.Client
+	taskQueue string
+	requests  *bridge.Requests
+	router    *bridge.Router
+	// startOffsets are the ends of the requests topic's partitions when
+	// the system started.
+	startOffsets map[int32]int64
+}
+
+type options struct {
+	sim          openstacksim.Config
+	eventTimeout time.Duration
+}
+
+func quiet() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("E2E_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func startSystem(t *testing.T, opt options) *system {
+	t.Helper()
+	ends := devstack.TestEndpoints(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	log := quiet()
+	run := uuid.NewString()[:8]
+	s := &system{t: t, ends: ends, taskQueue: "e2e-" + run, customer: "e2e-customer-" + run}
+
+	producer, err := kafka.NewProducer(ends.Kafka, "e2e-"+run)
+	must(t, err)
+	t.Cleanup(func() { producer.Close() })
+	partitioned, err := kafka.NewPartitionProducer(ends.Kafka, "e2e-"+run)
+	must(t, err)
+	t.Cleanup(func() { partitioned.Close() })
+	s.kafka, err = kafka.Connect(ctx, ends.Kafka, "e2e-"+run, log)
+	must(t, err)
+	t.Cleanup(func() { s.kafka.Close() })
+
+	// The OpenStack simulator publishes its notifications to Kafka.
+	simCfg := opt.sim
+	simCfg.Publisher = producer
+	s.sim = openstacksim.New(simCfg)
+	simSrv := httptest.NewServer(s.sim.Handler())
+	t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
+	clients, err := openstack.ConnectWith(ctx, gophercloud.AuthOptions{
+		IdentityEndpoint: simSrv.URL + "/identity/v3", Username: "admin", Password: "secret",
+		TenantName: "admin", DomainName: "Default",
+	}, gophercloud.EndpointOpts{Region: "RegionOne"})
+	must(t, err)
+
+	// The worker, on this test's own task queue.
+	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: nil})
+	must(t, err)
+	t.Cleanup(s.temporal.Close)
+	w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{})
+	worker.Register(w, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	must(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	// Fresh consumer groups positioned at the current ends of the topics:
+	// this test handles only what it produces.
+	requestGroup, routerGroup := "e2e-bridge-"+run, "e2e-router-"+run
+	s.startOffsets = commitEnds(t, s.kafka, requestGroup, []string{cloudservers.TopicRequests})[cloudservers.TopicRequests]
+	commitEnds(t, s.kafka, routerGroup, cloudservers.NotificationTopics)
+
+	s.requests = &bridge.Requests{TaskQueue: s.taskQueue, Group: requestGroup, Temporal: s.temporal, DeadLetters: producer,
+		Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
+	s.router = &bridge.Router{Group: routerGroup, Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
+
+	// Two bridge processes share the partitions through ZooKeeper.
+	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)
+	must(t, err)
+	asg := zkcoord.DefaultAssignment(int32(len(parts)), "a", "b")
+	chroot := "/e2e-" + run
+	for _, id := range []string{"a", "b"} {
+		coord, err := zkcoord.Connect(ctx, zkcoord.Config{Servers: []string{ends.ZooKeeper}, Chroot: chroot, SessionTimeout: 4 * time.Second, ProcessID: id, Logger: log})
+		must(t, err)
+		t.Cleanup(func() { coord.Close() })
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_ = coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
+				return s.requests.ConsumePartition(ctx, s.kafka, lease.Partition, id, lease.Fence)
+			})
+		}()
+		go func() {
+			defer wg.Done()
+			_ = coord.RunSingleton(ctx, "router", func(ctx context.Context, _ zkcoord.Lease) error {
+				return s.router.Run(ctx, s.kafka)
+			})
+		}()
+	}
+
+	// The API, with a key for this test's customer.
+	s.key = "cs_e2e_" + uuid.NewString()
+	rec, _ := json.Marshal(api.APIKey{Hash: api.HashKey(s.key), CustomerID: s.customer, Name: "e2e", CreatedAt: time.Now()})
+	must(t, producer.Send(ctx, cloudservers.TopicAPIKeys, []byte(api.HashKey(s.key)), rec))
+	rm := api.NewReadModel()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = rm.Run(ctx, s.kafka, log) }()
+	apiSrv := httptest.NewServer(api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, s.kafka, partitioned, producer).Handler())
+	t.Cleanup(apiSrv.Close)
+	s.api = apiSrv.URL
+	eventually(t, 30*time.Second, "the API's read model catches up", func() error {
+		if !rm.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	return s
+}
+
+// commitEnds commits, for group, the current end of every partition of
+// topics, and returns those ends.
+func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) map[string]map[int32]int64 {
+	t.Helper()
+	om, err := sarama.NewOffsetManagerFromClient(group, kc)
+	must(t, err)
+	defer om.Close()
+	out := map[string]map[int32]int64{}
+	for _, topic := range topics {
+		parts, err := kc.Partitions(topic)
+		must(t, err)
+		out[topic] = map[int32]int64{}
+		for _, p := range parts {
+			end, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
+			must(t, err)
+			pom, err := om.ManagePartition(topic, p)
+			must(t, err)
+			pom.MarkOffset(end, "e2e start")
+			pom.Close()
+			out[topic][p] = end
+		}
+	}
+	om.Commit()
+	return out
+}
+
+// call makes an API call as the test's customer and decodes the JSON answer.
+func (s *system) call(method, path string, body any, out any, headers ...string) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.api+path, rd)
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(s.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			s.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitServer polls our own API (not OpenStack) until the server reaches one
+// of the statuses.
+func (s *system) waitServer(id string, timeout time.Duration, statuses ...string) api.ServerView {
+	s.t.Helper()
+	var srv api.ServerView
+	eventually(s.t, timeout, "server "+id+" reaches "+strings.Join(statuses, "/"), func() error {
+		srv = api.ServerView{}
+		if code := s.call("GET", "/v1/servers/"+id, nil, &srv); code != 200 {
+			return fmt.Errorf("GET answered %d", code)
+		}
+		for _, st := range statuses {
+			if srv.Status == st {
+				return nil
+			}
+		}
+		return fmt.Errorf("status %s", srv.Status)
+	})
+	return srv
+}
+
+func (s *system) waitOperation(id string, timeout time.Duration) api.OperationView {
+	s.t.Helper()
+	var op api.OperationView
+	eventually(s.t, timeout, "operation "+id+" completes", func() error {
+		op = api.OperationView{}
+		s.call("GET", "/v1/operations/"+id, nil, &op)
+		if op.Status == "succeeded" || op.Status == "failed" {
+			return nil
+		}
+		return fmt.Errorf("status %q", op.Status)
+	})
+	return op
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
