@@ -361,7 +361,7 @@ func (s *Sim) legacyInstance(srv *server, o instanceOpts) map[string]any {
 		"availability_zone": nullStr(srv.az), "cell_name": "",
 		"created_at":    srv.created.Format("2006-01-02 15:04:05+00:00"),
 		"terminated_at": legacyTime(srv.terminatedAt), "deleted_at": legacyTime(srv.deletedAt),
-		"launched_at": legacyTime(srv.launchedAt), "image_ref_url": s.imageRefURL(srv.imageID),
+		"launched_at": legacyTime(srv.launchedAt), "image_ref_url": s.imageRefURL(srv),
 		"os_type": nil, "kernel_id": "", "ramdisk_id": "", "state": srv.vmState,
 		"state_description": srv.taskState, "progress": "", "access_ip_v4": nil, "access_ip_v6": nil,
 		"metadata": mapOrEmpty(srv.metadata),
@@ -411,12 +411,12 @@ func legacyTime(t time.Time) string {
 	return t.Format("2006-01-02T15:04:05.000000")
 }
 
-func (s *Sim) imageRefURL(imageID string) string {
-	base := s.cfg.BaseURL
-	if base == "" {
-		base = "http://localhost"
+func (s *Sim) imageRefURL(srv *server) string {
+	base := srv.base
+	if s.cfg.BaseURL != "" {
+		base = s.cfg.BaseURL
 	}
-	return base + "/image/images/" + imageID
+	return base + "/image/images/" + srv.imageID
 }
 
 func (s *Sim) flavorIndex(f *flavor) int {

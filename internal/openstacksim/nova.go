@@ -382,6 +382,9 @@ type server struct {
 	gen int
 	// Ops in flight remember the request id that notifications carry.
 	requestID string
+	// base is the URL the creating client used; legacy payloads link the
+	// image through it.
+	base string
 }
 
 type netRequest struct {
@@ -999,7 +1002,7 @@ func (s *Sim) createServer(w http.ResponseWriter, r *http.Request, c *novaCall) 
 		adminPass: newPassword(), vmState: "building", taskState: "scheduling", powerState: powerNoState,
 		instanceName: fmt.Sprintf("instance-%08x", s.seq), reservationID: "r-" + newPassword()[:8],
 		created: t, updated: t,
-		requested: nets, createdPorts: map[string]bool{}, requestID: c.requestID,
+		requested: nets, createdPorts: map[string]bool{}, requestID: c.requestID, base: c.base,
 	}
 	if req.Description != nil {
 		srv.description = *req.Description
