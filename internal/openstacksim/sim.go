@@ -1,20 +1,3 @@
-// Package openstacksim is an OpenStack simulator: one http.Handler that
-// speaks the subset of Keystone v3, Nova v2.1 (microversions up to 2.93),
-// Neutron v2.0 and Glance v2 that gophercloud v2 uses, with the JSON shapes,
-// status codes and error bodies of a real OpenStack Zed (the captures in
-// testdata/api), and that publishes the notifications real Nova publishes
-// (versioned, legacy, and Ceilometer events) while servers move through
-// Nova's state machine asynchronously.
-//
-// The services live under path prefixes of one listener:
-//
-//	/identity/v3  Keystone       /compute/v2.1  Nova
-//	/network/v2.0 Neutron        /image/v2      Glance
-//	/_sim/        the simulator's own admin API (faults, call log, inventory)
-//
-// Tests drive it with gophercloud through an httptest.Server; the
-// `cloudservers sim` command serves it on a port and publishes the
-// notifications to Kafka.
 package openstacksim
 
 import (
