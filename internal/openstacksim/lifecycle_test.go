@@ -62,7 +62,9 @@ func TestUncapturedOperations(t *testing.T) {
 		"instance.update(active)", "instance.power_off.start(active)", "instance.update(stopped)", "instance.power_off.end(stopped)")
 	step("start", func() { must(servers.Start(ctx, e.compute, id).ExtractErr()) }, "ACTIVE",
 		"instance.update(stopped)", "instance.power_on.start(stopped)", "instance.update(active)", "instance.power_on.end(active)")
-	step("resize", func() { must(servers.Resize(ctx, e.compute, id, servers.ResizeOpts{FlavorRef: smallFlavor}).ExtractErr()) }, "VERIFY_RESIZE",
+	step("resize", func() {
+		must(servers.Resize(ctx, e.compute, id, servers.ResizeOpts{FlavorRef: smallFlavor}).ExtractErr())
+	}, "VERIFY_RESIZE",
 		"instance.update(active)", "scheduler.select_destinations.start()", "scheduler.select_destinations.end()",
 		"instance.exists(active)", "instance.resize_prep.start(active)", "instance.update(active)", "instance.resize_prep.end(active)",
 		"instance.update(active)", "instance.resize.start(active)", "instance.update(active)", "instance.resize.end(active)",
