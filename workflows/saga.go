@@ -65,12 +65,16 @@ func (s *Saga) Finish(errp *error) {
 	}
 	cause := *errp
 	failure := StepFailure{Operation: s.what, Step: s.current, Message: rootMessage(cause)}
+	errs := []error{cause}
 	if temporal.IsCanceledError(cause) {
 		failure.Message = "cancelled"
+		// Keep the CanceledError out of the returned chain: the SDK closes
+		// a workflow whose error wraps one as Canceled and drops this
+		// report (which compensations ran, which of them failed).
+		errs[0] = errors.New(failure.Message)
 	}
 	ctx, _ := workflow.NewDisconnectedContext(s.ctx)
 	ctx = workflow.WithActivityOptions(ctx, compensationOptions)
-	errs := []error{cause}
 	for i := len(s.compensations) - 1; i >= 0; i-- {
 		c := s.compensations[i]
 		failure.Compensations = append(failure.Compensations, c.name)
