@@ -4,7 +4,9 @@
 //
 //	@title						Cloud Servers API
 //	@version					1.0
-//	@description				Provision and manage cloud servers. Every mutation is asynchronous: it answers 202 with an operation you can follow (GET /v1/operations/{id}).
+//	@description				Provision and manage cloud servers. Every mutation of a server is asynchronous: it answers 202 with an operation you can follow (GET /v1/operations/{id}, or the live event stream GET /v1/events). A server with an operation in flight refuses further mutations with 409 server_locked.
+//	@description				Idempotency: send an Idempotency-Key header (1-255 printable ASCII characters) with any POST or DELETE. The same key with the same request returns the original answer, from any replica, for 24 hours; the same key with a different request answers 422 idempotency_key_reused.
+//	@description				Errors are application/problem+json (RFC 9457) with a stable machine-readable code and, for invalid input, the names of the fields at fault. Lists are paginated with an opaque cursor (page_token, from the next link). Every authenticated answer carries RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers; over the limit you get 429 rate_limited with Retry-After.
 //	@BasePath					/
 //	@securityDefinitions.apikey	BearerAuth
 //	@in							header
@@ -22,13 +24,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
 )
 
 // Producer writes messages to Kafka and returns once they are acknowledged.
+// A nil value writes a tombstone.
 type Producer interface {
 	Send(ctx context.Context, topic string, key, value []byte) error
 }
@@ -38,7 +40,7 @@ type RequestProducer interface {
 	SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error
 }
 
-// Config configures the API.
+// Config configures the API. Zero values take the documented defaults.
 type Config struct {
 	Catalog cloudservers.Catalog
 	// Partitions of the requests topic; buckets map onto them.
@@ -50,12 +52,58 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// WriteTimeout bounds the Kafka writes of one mutation. Default 10 s.
 	WriteTimeout time.Duration
-	// SyncTimeout bounds the wait for this replica to catch up before
-	// answering "not found" (read-your-writes). Default 3 s.
+	// SyncTimeout bounds the wait for this replica to catch up with Kafka
+	// (read-your-writes, and before deciding a mutation). Default 3 s.
 	SyncTimeout time.Duration
-	// Quotas per customer.
+	// Quotas per customer. Defaults: 25 servers, 50 vCPUs, 100 SSH keys.
 	MaxServers int
 	MaxVCPUs   int
+	MaxSSHKeys int
+	// RateLimit is the sustained requests per second allowed per API key,
+	// RateBurst the bucket size. Defaults 10/s, bursts of 30.
+	RateLimit float64
+	RateBurst int
+	// MaxStreams bounds a customer's concurrent event streams. Default 10.
+	MaxStreams int
+	// EventHistory is how many changes a replica keeps for resuming event
+	// streams (Last-Event-ID). Default 10000.
+	EventHistory int
+	// EventBuffer is each stream's buffer of changes; a client that falls
+	// further behind is disconnected and resumes. Default 256.
+	EventBuffer int
+	// Heartbeat is the interval of comment lines on idle event streams.
+	// Default 15 s.
+	Heartbeat time.Duration
+	// PendingLock is how long an accepted operation that its server's
+	// lifecycle has not picked up yet locks the server. Default 10 min.
+	PendingLock time.Duration
+}
+
+func (cfg *Config) defaults() {
+	setDefault(&cfg.MaxBodyBytes, 64<<10)
+	setDefault(&cfg.IdempotencyTTL, 24*time.Hour)
+	setDefault(&cfg.WriteTimeout, 10*time.Second)
+	setDefault(&cfg.SyncTimeout, 3*time.Second)
+	setDefault(&cfg.MaxServers, 25)
+	setDefault(&cfg.MaxVCPUs, 50)
+	setDefault(&cfg.MaxSSHKeys, 100)
+	setDefault(&cfg.RateLimit, 10)
+	setDefault(&cfg.RateBurst, 30)
+	setDefault(&cfg.MaxStreams, 10)
+	setDefault(&cfg.EventHistory, 10000)
+	setDefault(&cfg.EventBuffer, 256)
+	setDefault(&cfg.Heartbeat, 15*time.Second)
+	setDefault(&cfg.PendingLock, 10*time.Minute)
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 1
+	}
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Server is the API. Its dependencies come through New.
@@ -63,59 +111,65 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	rm       *ReadModel
-	kafka    sarama.Client
+	kafka    Offsets
 	requests RequestProducer
 	state    Producer
 	buckets  cloudservers.BucketMap
+	limits   *limiters
+	events   *broadcaster
 	now      func() time.Time
 }
 
-// New returns the API. kc is used for read-your-writes syncs.
-func New(cfg Config, log *slog.Logger, rm *ReadModel, kc sarama.Client, requests RequestProducer, state Producer) *Server {
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 64 << 10
+// New returns the API. kc (a sarama.Client) tells where the state topics
+// end, for read-your-writes; nil disables those syncs (tests).
+func New(cfg Config, log *slog.Logger, rm *ReadModel, kc Offsets, requests RequestProducer, state Producer) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.IdempotencyTTL == 0 {
-		cfg.IdempotencyTTL = 24 * time.Hour
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.SyncTimeout == 0 {
-		cfg.SyncTimeout = 3 * time.Second
-	}
-	if cfg.MaxServers == 0 {
-		cfg.MaxServers = 25
-	}
-	if cfg.MaxVCPUs == 0 {
-		cfg.MaxVCPUs = 50
-	}
-	if cfg.Partitions <= 0 {
-		cfg.Partitions = 1
-	}
-	return &Server{
+	s := &Server{
 		cfg: cfg, log: log, rm: rm, kafka: kc, requests: requests, state: state,
 		buckets: cloudservers.DefaultBucketMap(cfg.Partitions), now: time.Now,
+		limits: newLimiters(cfg.RateLimit, cfg.RateBurst),
+		events: newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),
 	}
+	rm.watch(s.events.publish)
+	return s
 }
 
-// Handler returns the HTTP handler with every route.
+// SetClock replaces the clock (tests of expiry and rate limits).
+func (s *Server) SetClock(now func() time.Time) {
+	s.now = now
+	s.rm.mu.Lock()
+	s.rm.now = now
+	s.rm.mu.Unlock()
+}
+
+// Shutdown ends the event streams, which would otherwise keep an
+// http.Server's Shutdown waiting: register it with RegisterOnShutdown.
+func (s *Server) Shutdown() { s.events.close() }
+
+// Handler returns the HTTP handler with every route (a *gin.Engine).
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// An API answers a wrong path with a problem, not a redirect.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.Use(s.recover, s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
 		s.abort(c, errorf(CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path)))
 	})
 	r.NoMethod(func(c *gin.Context) {
-		s.abort(c, errorf(CodeMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path)))
+		s.abort(c, errorf(CodeMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)",
+			c.Request.Method, c.Request.URL.Path, c.Writer.Header().Get("Allow"))))
 	})
 	r.GET("/healthz", s.health)
 	r.GET("/readyz", s.ready)
 	s.swagger(r)
 
-	v1 := r.Group("/v1", s.authenticate)
+	v1 := r.Group("/v1", s.authenticate, s.rateLimit)
 	v1.GET("/regions", s.listRegions)
 	v1.GET("/sizes", s.listSizes)
 	v1.GET("/images", s.listImages)
@@ -126,12 +180,24 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/servers/:id/actions", s.serverAction)
 	v1.GET("/servers/:id/operations", s.listOperations)
 	v1.GET("/operations/:id", s.getOperation)
+	v1.POST("/ssh_keys", s.createSSHKey)
+	v1.GET("/ssh_keys", s.listSSHKeys)
+	v1.GET("/ssh_keys/:id", s.getSSHKey)
+	v1.DELETE("/ssh_keys/:id", s.deleteSSHKey)
+	v1.GET("/events", s.streamEvents)
+
+	admin := r.Group("/admin/v1", s.authenticate, s.requireAdmin, s.rateLimit)
+	admin.GET("/customers/:customer_id/servers", s.adminListServers)
+	admin.POST("/customers/:customer_id/keys", s.adminCreateKey)
 	return r
 }
 
 func (s *Server) recover(c *gin.Context) {
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
 			s.abort(c, fmt.Errorf("panic: %v", p))
 		}
 	}()
@@ -162,36 +228,48 @@ func (s *Server) health(c *gin.Context) {
 //
 //	@Summary	Readiness: the read model has caught up with Kafka
 //	@Tags		health
-//	@Produce	json
+//	@Produce	json,application/problem+json
 //	@Success	200	{object}	map[string]string
-//	@Failure	503	{object}	Problem
+//	@Failure	503	{object}	Problem	"service_unavailable: still reading the state topics"
 //	@Router		/readyz [get]
 func (s *Server) ready(c *gin.Context) {
 	if !s.rm.Ready() {
-		s.abort(c, errorf(CodeUnavailable, "catching up with Kafka"))
+		e := errorf(CodeUnavailable, "catching up with Kafka")
+		e.RetryAfter = 1
+		s.abort(c, e)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-const customerKey = "customer"
+// Keys of the values authenticate puts in the Gin context.
+const (
+	customerKey = "customer"
+	keyHashKey  = "key_hash"
+)
 
 // authenticate resolves the bearer API key to a customer.
 func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || strings.TrimSpace(token) == "" {
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if h == "" || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="cloudservers"`)
-		s.abort(c, errorf(CodeUnauthorized, "missing bearer API key in the Authorization header"))
+		s.abort(c, errorf(CodeUnauthorized, "missing bearer API key: send the header Authorization: Bearer <API key>", "Authorization"))
 		return
 	}
-	key, ok := s.rm.Key(HashKey(strings.TrimSpace(token)))
+	hash := HashKey(token)
+	key, ok := s.rm.Key(hash)
 	if !ok || key.Revoked {
 		c.Header("WWW-Authenticate", `Bearer realm="cloudservers", error="invalid_token"`)
-		s.abort(c, errorf(CodeUnauthorized, "invalid or revoked API key"))
+		s.abort(c, errorf(CodeUnauthorized, "invalid or revoked API key", "Authorization"))
 		return
 	}
 	c.Set(customerKey, key.CustomerID)
+	c.Set(keyHashKey, hash)
+	if key.Admin {
+		c.Set(adminKey, true)
+	}
 	c.Next()
 }
 

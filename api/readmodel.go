@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -32,25 +33,45 @@ type IdempotencyRecord struct {
 	Method    string          `json:"method"`
 	Path      string          `json:"path"`
 	Status    int             `json:"status"`
-	Response  json.RawMessage `json:"response"`
+	Response  json.RawMessage `json:"response,omitempty"`
 	Location  string          `json:"location,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	ExpiresAt time.Time       `json:"expires_at"`
 }
 
+// Offsets is what the read model needs of a Kafka client to learn where
+// the state topics end (sarama.Client has it).
+type Offsets interface {
+	Partitions(topic string) ([]int32, error)
+	GetOffset(topic string, partition int32, time int64) (int64, error)
+}
+
 // ReadModel materializes the compacted state topics in memory. Every API
 // replica has its own and answers reads from it. It is ready once it has
 // read each partition up to the end it had when it started.
+//
+// A state topic that does not exist (yet) is tolerated: the read model
+// serves without it and starts consuming it once it appears.
 type ReadModel struct {
-	mu       sync.RWMutex
-	changed  *sync.Cond
-	servers  map[string]cloudservers.Server
-	ops      map[string]cloudservers.Operation
-	keys     map[string]APIKey
-	idem     map[string]IdempotencyRecord
-	next     map[topicPartition]int64 // next offset to read
-	ready    bool
-	watchers []func(topic string, v any)
+	mu          sync.RWMutex
+	changed     *sync.Cond
+	servers     map[string]cloudservers.Server
+	ops         map[string]cloudservers.Operation
+	opsByServer map[string]map[string]struct{}
+	keys        map[string]APIKey
+	idem        map[string]IdempotencyRecord
+	idemSweepAt int
+	sshKeys     map[string]SSHKey
+	next        map[topicPartition]int64 // next offset to read
+	consuming   map[topicPartition]bool
+	ready       bool
+	watchers    []func(change)
+	now         func() time.Time
+
+	// Topics are the topics materialized; DiscoverEvery is how often Run
+	// looks for topics and partitions that appeared.
+	topics        []string
+	discoverEvery time.Duration
 }
 
 type topicPartition struct {
@@ -58,14 +79,36 @@ type topicPartition struct {
 	partition int32
 }
 
+// change is one record of the servers or operations topic, applied from
+// Kafka at a known position. The event stream is built from changes.
+type change struct {
+	tp     topicPartition
+	offset int64
+	server *cloudservers.Server
+	op     *cloudservers.Operation
+}
+
+func (c change) customer() string {
+	if c.server != nil {
+		return c.server.CustomerID
+	}
+	return c.op.CustomerID
+}
+
 // NewReadModel returns an empty read model.
 func NewReadModel() *ReadModel {
 	rm := &ReadModel{
-		servers: map[string]cloudservers.Server{},
-		ops:     map[string]cloudservers.Operation{},
-		keys:    map[string]APIKey{},
-		idem:    map[string]IdempotencyRecord{},
-		next:    map[topicPartition]int64{},
+		servers:       map[string]cloudservers.Server{},
+		ops:           map[string]cloudservers.Operation{},
+		opsByServer:   map[string]map[string]struct{}{},
+		keys:          map[string]APIKey{},
+		idem:          map[string]IdempotencyRecord{},
+		sshKeys:       map[string]SSHKey{},
+		next:          map[topicPartition]int64{},
+		consuming:     map[topicPartition]bool{},
+		now:           time.Now,
+		topics:        append(append([]string{}, cloudservers.StateTopics...), TopicSSHKeys),
+		discoverEvery: 15 * time.Second,
 	}
 	rm.changed = sync.NewCond(&rm.mu)
 	return rm
@@ -78,36 +121,8 @@ func (rm *ReadModel) Run(ctx context.Context, kc sarama.Client, log *slog.Logger
 		return fmt.Errorf("read model consumer: %w", err)
 	}
 	defer consumer.Close()
-	targets, err := endOffsets(kc, cloudservers.StateTopics)
-	if err != nil {
-		return err
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for tp := range targets {
-		pc, err := consumer.ConsumePartition(tp.topic, tp.partition, sarama.OffsetOldest)
-		if err != nil {
-			return fmt.Errorf("consume %s/%d: %w", tp.topic, tp.partition, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer pc.AsyncClose()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case msg, ok := <-pc.Messages():
-					if !ok {
-						return
-					}
-					if err := rm.apply(msg); err != nil {
-						log.Error("state record skipped", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "error", err)
-					}
-				}
-			}
-		}()
-	}
 	go func() {
 		// Wake waiters when ctx ends so none blocks forever.
 		<-ctx.Done()
@@ -115,14 +130,106 @@ func (rm *ReadModel) Run(ctx context.Context, kc sarama.Client, log *slog.Logger
 		rm.changed.Broadcast()
 		rm.mu.Unlock()
 	}()
-	if err := rm.WaitFor(ctx, targets); err == nil {
-		rm.mu.Lock()
-		rm.ready = true
-		rm.mu.Unlock()
-		log.Info("read model caught up", "servers", rm.count())
+
+	reported := map[string]bool{}
+	// discover starts a consumer for every partition not consumed yet and
+	// returns the end offsets of all of them.
+	discover := func() (map[topicPartition]int64, error) {
+		targets, missing, err := endOffsets(kc, rm.topics)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range missing {
+			if !reported[t] {
+				reported[t] = true
+				log.Warn("state topic does not exist; serving without it until it is created", "topic", t)
+			}
+		}
+		for tp := range targets {
+			if rm.isConsuming(tp) {
+				continue
+			}
+			pc, err := consumer.ConsumePartition(tp.topic, tp.partition, sarama.OffsetOldest)
+			if err != nil {
+				return nil, fmt.Errorf("consume %s/%d: %w", tp.topic, tp.partition, err)
+			}
+			if reported[tp.topic] {
+				log.Info("state topic appeared; consuming it", "topic", tp.topic, "partition", tp.partition)
+			}
+			rm.mu.Lock()
+			rm.consuming[tp] = true
+			rm.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rm.consume(ctx, pc, log)
+			}()
+		}
+		return targets, nil
 	}
-	<-ctx.Done()
-	return nil
+
+	backoff := 500 * time.Millisecond
+	var targets map[topicPartition]int64
+	for {
+		if targets, err = discover(); err == nil {
+			break
+		}
+		log.Warn("read model cannot list the state topics; retrying", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := rm.WaitFor(ctx, targets); err == nil {
+			rm.MarkCaughtUp()
+			log.Info("read model caught up", "servers", rm.count())
+		}
+	}()
+	tick := time.NewTicker(rm.discoverEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if _, err := discover(); err != nil {
+				log.Warn("read model topic discovery", "error", err)
+			}
+		}
+	}
+}
+
+// consume applies one partition's records until ctx ends.
+func (rm *ReadModel) consume(ctx context.Context, pc sarama.PartitionConsumer, log *slog.Logger) {
+	defer pc.AsyncClose()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err, ok := <-pc.Errors():
+			if ok {
+				log.Warn("state topic read error", "topic", err.Topic, "partition", err.Partition, "error", err.Err)
+			}
+		case msg, ok := <-pc.Messages():
+			if !ok {
+				return
+			}
+			if err := rm.ApplyRecord(msg.Topic, msg.Partition, msg.Offset, msg.Key, msg.Value); err != nil {
+				log.Error("state record skipped", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "error", err)
+			}
+		}
+	}
+}
+
+func (rm *ReadModel) isConsuming(tp topicPartition) bool {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	return rm.consuming[tp]
 }
 
 func (rm *ReadModel) count() int {
@@ -131,23 +238,29 @@ func (rm *ReadModel) count() int {
 	return len(rm.servers)
 }
 
-// endOffsets returns the offset after the last message of every partition.
-func endOffsets(kc sarama.Client, topics []string) (map[topicPartition]int64, error) {
+// endOffsets returns the offset after the last message of every partition
+// of the topics that exist, and the names of those that do not.
+func endOffsets(kc Offsets, topics []string) (map[topicPartition]int64, []string, error) {
 	out := map[topicPartition]int64{}
+	var missing []string
 	for _, t := range topics {
 		parts, err := kc.Partitions(t)
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			missing = append(missing, t)
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("partitions of %s: %w", t, err)
+			return nil, nil, fmt.Errorf("partitions of %s: %w", t, err)
 		}
 		for _, p := range parts {
 			off, err := kc.GetOffset(t, p, sarama.OffsetNewest)
 			if err != nil {
-				return nil, fmt.Errorf("end of %s/%d: %w", t, p, err)
+				return nil, nil, fmt.Errorf("end of %s/%d: %w", t, p, err)
 			}
 			out[topicPartition{t, p}] = off
 		}
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 // WaitFor blocks until every partition has been read up to its target
@@ -191,81 +304,172 @@ func (rm *ReadModel) Ready() bool {
 	return rm.ready
 }
 
-func (rm *ReadModel) apply(msg *sarama.ConsumerMessage) error {
+// MarkCaughtUp declares the initial catch-up complete. Run calls it; a test
+// that feeds the read model with ApplyRecord calls it itself.
+func (rm *ReadModel) MarkCaughtUp() {
 	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.ready = true
+}
+
+// ApplyRecord applies one record of a state topic read at the given
+// position. Run calls it for every record it consumes; tests feed the read
+// model through it. A nil value is a tombstone: the record of the key is
+// deleted.
+func (rm *ReadModel) ApplyRecord(topic string, partition int32, offset int64, key, value []byte) error {
+	rm.mu.Lock()
+	tp := topicPartition{topic, partition}
+	var ch *change
 	defer func() {
-		tp := topicPartition{msg.Topic, msg.Partition}
-		if msg.Offset+1 > rm.next[tp] {
-			rm.next[tp] = msg.Offset + 1
+		if offset+1 > rm.next[tp] {
+			rm.next[tp] = offset + 1
 		}
 		rm.changed.Broadcast()
+		watchers := rm.watchers
 		rm.mu.Unlock()
+		// Watchers run outside the lock but in the consumer's order: one
+		// partition is applied by one goroutine.
+		if ch != nil {
+			for _, w := range watchers {
+				w(*ch)
+			}
+		}
 	}()
-	if msg.Value == nil {
-		return nil // tombstone
-	}
-	switch msg.Topic {
+	switch topic {
 	case cloudservers.TopicServers:
+		if value == nil {
+			return nil // servers are never deleted, only marked so
+		}
 		var s cloudservers.Server
-		if err := json.Unmarshal(msg.Value, &s); err != nil {
+		if err := json.Unmarshal(value, &s); err != nil {
 			return err
 		}
-		rm.putServer(s)
+		if rm.putServer(s) {
+			ch = &change{tp: tp, offset: offset, server: &s}
+		}
 	case cloudservers.TopicOperations:
+		if value == nil {
+			return nil
+		}
 		var o cloudservers.Operation
-		if err := json.Unmarshal(msg.Value, &o); err != nil {
+		if err := json.Unmarshal(value, &o); err != nil {
 			return err
 		}
-		rm.putOperation(o)
+		if rm.putOperation(o) {
+			ch = &change{tp: tp, offset: offset, op: &o}
+		}
 	case cloudservers.TopicAPIKeys:
+		if value == nil {
+			delete(rm.keys, string(key))
+			return nil
+		}
 		var k APIKey
-		if err := json.Unmarshal(msg.Value, &k); err != nil {
+		if err := json.Unmarshal(value, &k); err != nil {
 			return err
 		}
 		rm.keys[k.Hash] = k
 	case cloudservers.TopicIdempotency:
+		if value == nil {
+			delete(rm.idem, string(key))
+			return nil
+		}
 		var r IdempotencyRecord
-		if err := json.Unmarshal(msg.Value, &r); err != nil {
+		if err := json.Unmarshal(value, &r); err != nil {
 			return err
 		}
-		rm.idem[r.Key] = r
+		rm.putIdempotency(r)
+	case TopicSSHKeys:
+		var k SSHKey
+		if value == nil {
+			delete(rm.sshKeys, string(key))
+			return nil
+		}
+		if err := json.Unmarshal(value, &k); err != nil {
+			return err
+		}
+		rm.putSSHKey(k)
 	}
 	return nil
 }
 
 // putServer keeps the newest version of a server (caller holds the lock).
-func (rm *ReadModel) putServer(s cloudservers.Server) {
+// It reports whether the record was taken.
+func (rm *ReadModel) putServer(s cloudservers.Server) bool {
 	if old, ok := rm.servers[s.ID]; ok && old.Version > s.Version {
-		return
+		return false
 	}
 	rm.servers[s.ID] = s
-	for _, w := range rm.watchers {
-		w(cloudservers.TopicServers, s)
+	return true
+}
+
+func (rm *ReadModel) putOperation(o cloudservers.Operation) bool {
+	if old, ok := rm.ops[o.ID]; ok && old.Version > o.Version {
+		return false
+	}
+	rm.ops[o.ID] = o
+	if rm.opsByServer[o.ServerID] == nil {
+		rm.opsByServer[o.ServerID] = map[string]struct{}{}
+	}
+	rm.opsByServer[o.ServerID][o.ID] = struct{}{}
+	return true
+}
+
+// putIdempotency stores a record, dropping expired ones now and then so
+// memory stays bounded by the records of one TTL.
+func (rm *ReadModel) putIdempotency(r IdempotencyRecord) {
+	now := rm.now()
+	if !now.Before(r.ExpiresAt) {
+		delete(rm.idem, r.Key)
+		return
+	}
+	rm.idem[r.Key] = r
+	if len(rm.idem) >= rm.idemSweepAt {
+		for k, v := range rm.idem {
+			if !now.Before(v.ExpiresAt) {
+				delete(rm.idem, k)
+			}
+		}
+		rm.idemSweepAt = max(1024, 2*len(rm.idem))
 	}
 }
 
-func (rm *ReadModel) putOperation(o cloudservers.Operation) {
-	if old, ok := rm.ops[o.ID]; ok && old.Version > o.Version {
+func (rm *ReadModel) putSSHKey(k SSHKey) {
+	if k.Deleted {
+		delete(rm.sshKeys, k.ID)
 		return
 	}
-	rm.ops[o.ID] = o
-	for _, w := range rm.watchers {
-		w(cloudservers.TopicOperations, o)
-	}
+	rm.sshKeys[k.ID] = k
+}
+
+// watch registers a function called with every change applied from Kafka.
+func (rm *ReadModel) watch(w func(change)) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.watchers = append(rm.watchers, w)
 }
 
 // Accepted records what this replica just wrote, so that it reads its own
-// writes even before its consumer sees them.
-func (rm *ReadModel) Accepted(s *cloudservers.Server, o cloudservers.Operation, idem *IdempotencyRecord) {
+// writes even before its consumer sees them. (The event stream reports the
+// records when they come back from Kafka, with their positions.)
+func (rm *ReadModel) Accepted(s *cloudservers.Server, o *cloudservers.Operation, idem *IdempotencyRecord) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if s != nil {
 		rm.putServer(*s)
 	}
-	rm.putOperation(o)
-	if idem != nil {
-		rm.idem[idem.Key] = *idem
+	if o != nil {
+		rm.putOperation(*o)
 	}
+	if idem != nil {
+		rm.putIdempotency(*idem)
+	}
+}
+
+// acceptedSSHKey records an SSH key this replica just wrote (or deleted).
+func (rm *ReadModel) acceptedSSHKey(k SSHKey) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.putSSHKey(k)
 }
 
 // Server returns a server.
@@ -292,16 +496,46 @@ func (rm *ReadModel) Key(hash string) (APIKey, bool) {
 	return k, ok
 }
 
-// Idempotency returns the record of an idempotency key.
+// Idempotency returns the record of an idempotency key, unless expired.
 func (rm *ReadModel) Idempotency(key string) (IdempotencyRecord, bool) {
 	rm.mu.RLock()
 	defer rm.mu.RUnlock()
 	r, ok := rm.idem[key]
+	if ok && !rm.now().Before(r.ExpiresAt) {
+		return IdempotencyRecord{}, false
+	}
 	return r, ok
 }
 
-// Servers returns a customer's servers matching keep, ordered by ID (IDs
-// are UUIDv7: time-ordered, so the order is creation order and stable).
+// SSHKey returns an SSH key.
+func (rm *ReadModel) SSHKey(id string) (SSHKey, bool) {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	k, ok := rm.sshKeys[id]
+	return k, ok
+}
+
+// SSHKeys returns a customer's SSH keys, oldest first.
+func (rm *ReadModel) SSHKeys(customerID string) []SSHKey {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	var out []SSHKey
+	for _, k := range rm.sshKeys {
+		if k.CustomerID == customerID {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Servers returns a customer's servers matching keep, in the stable list
+// order: creation time, then ID.
 func (rm *ReadModel) Servers(customerID string, keep func(cloudservers.Server) bool) []cloudservers.Server {
 	rm.mu.RLock()
 	defer rm.mu.RUnlock()
@@ -311,31 +545,93 @@ func (rm *ReadModel) Servers(customerID string, keep func(cloudservers.Server) b
 			out = append(out, s)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out
 }
 
-// Operations returns a customer's operations on a server, oldest first.
+// Operations returns a customer's operations on a server, oldest first
+// (creation time, then ID).
 func (rm *ReadModel) Operations(customerID, serverID string) []cloudservers.Operation {
 	rm.mu.RLock()
 	defer rm.mu.RUnlock()
 	var out []cloudservers.Operation
-	for _, o := range rm.ops {
-		if o.CustomerID == customerID && o.ServerID == serverID {
+	for id := range rm.opsByServer[serverID] {
+		if o := rm.ops[id]; o.CustomerID == customerID {
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out
+}
+
+// inFlight returns the operation of a server that is not finished, if any:
+// the one its lifecycle runs, or one accepted (pending) since notBefore
+// that the lifecycle has not picked up yet.
+func (rm *ReadModel) inFlight(srv cloudservers.Server, notBefore time.Time) (cloudservers.Operation, bool) {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	if srv.OperationID != "" {
+		if o, ok := rm.ops[srv.OperationID]; ok {
+			return o, true
+		}
+		return cloudservers.Operation{ID: srv.OperationID, ServerID: srv.ID, Status: cloudservers.OperationRunning}, true
+	}
+	for id := range rm.opsByServer[srv.ID] {
+		o := rm.ops[id]
+		switch {
+		case o.Status == cloudservers.OperationRunning:
+			return o, true
+		case o.Status == cloudservers.OperationPending && o.CreatedAt.After(notBefore):
+			return o, true
+		}
+	}
+	return cloudservers.Operation{}, false
 }
 
 // Sync waits until this replica has read everything written to the state
 // topics before the call: after it, a server another replica accepted is
-// visible here (read-your-writes across replicas).
-func (rm *ReadModel) Sync(ctx context.Context, kc sarama.Client) error {
-	targets, err := endOffsets(kc, cloudservers.StateTopics)
-	if err != nil {
-		return err
+// visible here (read-your-writes across replicas). A nil kc (tests) syncs
+// nothing.
+func (rm *ReadModel) Sync(ctx context.Context, kc Offsets) error {
+	if kc == nil {
+		return nil
 	}
-	return rm.WaitFor(ctx, targets)
+	type result struct {
+		targets map[topicPartition]int64
+		err     error
+	}
+	// The Kafka client's calls take no context; their own timeouts bound
+	// them, and this bounds the wait for them.
+	res := make(chan result, 1)
+	go func() {
+		t, _, err := endOffsets(kc, rm.topics)
+		res <- result{t, err}
+	}()
+	var r result
+	select {
+	case r = <-res:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.err != nil {
+		return r.err
+	}
+	rm.mu.RLock()
+	for tp := range r.targets {
+		if !rm.consuming[tp] {
+			delete(r.targets, tp) // appeared since the last discovery
+		}
+	}
+	rm.mu.RUnlock()
+	return rm.WaitFor(ctx, r.targets)
 }

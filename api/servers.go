@@ -1,16 +1,10 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -18,89 +12,140 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
-var (
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
-	// idempotencyNS derives operation and server IDs from an
-	// Idempotency-Key: two replicas given the same key produce the same
-	// IDs, and the lifecycle deduplicates by operation ID.
-	idempotencyNS = uuid.MustParse("6f1c1f7e-5d0a-4c1e-9a0e-2b8f5d6c7a10")
-)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
 
 // createServer godoc
 //
 //	@Summary		Create a server
-//	@Description	Accepted once Kafka has the request. Follow the returned operation, or the server's status.
+//	@Description	Accepted once Kafka has the request: the answer is the create operation, and the Location header names the new server (status queued, then creating, then active with its public IPv4). Follow the operation with GET /v1/operations/{id} or the event stream.
 //	@Tags			servers
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Security		BearerAuth
-//	@Param			Idempotency-Key	header		string				false	"Makes retries safe: the same key and body return the original answer"
+//	@Param			Idempotency-Key	header		string				false	"Makes retries safe: the same key and body return the original answer for 24 hours"
 //	@Param			body			body		CreateServerRequest	true	"The server"
 //	@Success		202				{object}	OperationView
 //	@Header			202				{string}	Location	"The new server"
-//	@Failure		400				{object}	Problem
-//	@Failure		401				{object}	Problem
-//	@Failure		403				{object}	Problem	"quota exceeded"
-//	@Failure		413				{object}	Problem
-//	@Failure		415				{object}	Problem
-//	@Failure		422				{object}	Problem
+//	@Failure		400				{object}	Problem	"invalid_request: malformed JSON, unknown field, bad Idempotency-Key"
+//	@Failure		401				{object}	Problem	"unauthorized"
+//	@Failure		403				{object}	Problem	"quota_exceeded: servers or vCPUs"
+//	@Failure		413				{object}	Problem	"request_too_large"
+//	@Failure		415				{object}	Problem	"unsupported_media_type"
+//	@Failure		422				{object}	Problem	"validation_failed (fields named), or idempotency_key_reused"
+//	@Failure		429				{object}	Problem	"rate_limited"
+//	@Failure		503				{object}	Problem	"service_unavailable: Kafka did not take the request; retry with the same Idempotency-Key"
+//	@Header			all				{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all				{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/servers [post]
 func (s *Server) createServer(c *gin.Context) {
+	if !s.noQuery(c) {
+		return
+	}
 	var req CreateServerRequest
 	body, err := s.decode(c, &req)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	var fields []string
-	var problems []string
+	idem, ok := s.beginMutation(c, body)
+	if !ok {
+		return
+	}
+	customer := customerOf(c)
+	var fields, problems []string
+	bad := func(field, problem string) {
+		fields, problems = append(fields, field), append(problems, problem)
+	}
 	if !nameRE.MatchString(req.Name) {
-		fields, problems = append(fields, "name"), append(problems, "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
+		bad("name", "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
 	}
 	size, ok := s.cfg.Catalog.Size(req.Size)
 	if !ok {
-		fields, problems = append(fields, "size"), append(problems, fmt.Sprintf("unknown size %q (see GET /v1/sizes)", req.Size))
+		bad("size", fmt.Sprintf("unknown size %q (see GET /v1/sizes)", clip(req.Size)))
 	}
 	if _, ok := s.cfg.Catalog.Image(req.Image); !ok {
-		fields, problems = append(fields, "image"), append(problems, fmt.Sprintf("unknown image %q (see GET /v1/images)", req.Image))
+		bad("image", fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(req.Image)))
 	}
 	if _, ok := s.cfg.Catalog.Region(req.Region); !ok {
-		fields, problems = append(fields, "region"), append(problems, fmt.Sprintf("unknown region %q (see GET /v1/regions)", req.Region))
+		bad("region", fmt.Sprintf("unknown region %q (see GET /v1/regions)", clip(req.Region)))
+	}
+	key, field, problem := s.serverSSHKey(customer, req)
+	if problem != "" {
+		bad(field, problem)
 	}
 	if len(fields) > 0 {
 		s.abort(c, errorf(CodeValidation, strings.Join(problems, "; "), fields...))
 		return
 	}
-	customer := customerOf(c)
-	if err := s.checkQuota(customer, size); err != nil {
+	if err := s.checkQuota(customer, size.VCPUs, 1); err != nil {
 		s.abort(c, err)
 		return
 	}
-	params, _ := json.Marshal(cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region})
-	s.mutate(c, body, cloudservers.OpCreate, "", params)
+	p := cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region}
+	if key != nil {
+		p.SSHKey, p.KeyName = key.PublicKey, NovaKeyName(key.ID)
+	}
+	params := mustJSON(p)
+	if def, ok := workflows.Lookup(cloudservers.OpCreate); ok {
+		// The saga's own validator has the last word.
+		if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
+			s.abort(c, paramProblem(err))
+			return
+		}
+	}
+	s.accept(c, idem, mutation{op: cloudservers.OpCreate, params: params, create: &p})
 }
 
-func (s *Server) checkQuota(customer string, size cloudservers.Size) error {
+// maxSSHKeysPerServer is how many SSH keys a server takes: Nova boots a
+// server with one keypair.
+const maxSSHKeysPerServer = 1
+
+// serverSSHKey resolves the SSH key of a create request (by ID or name),
+// or names the field at fault.
+func (s *Server) serverSSHKey(customer string, req CreateServerRequest) (key *SSHKey, field, problem string) {
+	refs, field := req.SSHKeys, "ssh_keys"
+	if req.SSHKey != "" {
+		if len(req.SSHKeys) > 0 {
+			return nil, "ssh_key", "give ssh_key or ssh_keys, not both"
+		}
+		refs, field = []string{req.SSHKey}, "ssh_key"
+	}
+	if len(refs) == 0 {
+		return nil, "", ""
+	}
+	if len(refs) > maxSSHKeysPerServer {
+		return nil, field, fmt.Sprintf("a server takes %d SSH key (the keypair Nova boots it with), not %d", maxSSHKeysPerServer, len(refs))
+	}
+	k, ok := s.findSSHKey(customer, refs[0])
+	if !ok {
+		return nil, field, fmt.Sprintf("unknown SSH key %q (see GET /v1/ssh_keys)", clip(refs[0]))
+	}
+	return &k, "", ""
+}
+
+// checkQuota refuses a change that would take the customer over its server
+// or vCPU quota: servers more servers and vcpus more vCPUs.
+func (s *Server) checkQuota(customer string, vcpus, servers int) error {
 	live := s.rm.Servers(customer, func(sv cloudservers.Server) bool {
 		return sv.Status != cloudservers.StatusDeleted
 	})
-	vcpus := size.VCPUs
+	used := 0
 	for _, sv := range live {
 		if sz, ok := s.cfg.Catalog.Size(sv.Size); ok {
-			vcpus += sz.VCPUs
+			used += sz.VCPUs
 		}
 	}
-	if len(live)+1 > s.cfg.MaxServers {
-		return errorf(CodeQuotaExceeded, fmt.Sprintf("server quota exceeded: %d of %d servers in use", len(live), s.cfg.MaxServers))
+	if servers > 0 && len(live)+servers > s.cfg.MaxServers {
+		return errorf(CodeQuotaExceeded, fmt.Sprintf("server quota exceeded: %d of %d servers in use; delete one first", len(live), s.cfg.MaxServers))
 	}
-	if vcpus > s.cfg.MaxVCPUs {
-		return errorf(CodeQuotaExceeded, fmt.Sprintf("vCPU quota exceeded: this server needs %d, %d of %d in use", size.VCPUs, vcpus-size.VCPUs, s.cfg.MaxVCPUs))
+	if vcpus > 0 && used+vcpus > s.cfg.MaxVCPUs {
+		return errorf(CodeQuotaExceeded, fmt.Sprintf("vCPU quota exceeded: this needs %d more, %d of %d in use", vcpus, used, s.cfg.MaxVCPUs))
 	}
 	return nil
 }
@@ -109,40 +154,77 @@ func (s *Server) checkQuota(customer string, size cloudservers.Size) error {
 //
 //	@Summary	Get a server
 //	@Tags		servers
-//	@Produce	json
+//	@Produce	json,application/problem+json
 //	@Security	BearerAuth
-//	@Param		id	path		string	true	"Server ID"
+//	@Param		id	path		string	true	"Server ID"	format(uuid)
 //	@Success	200	{object}	ServerView
-//	@Failure	400	{object}	Problem
-//	@Failure	401	{object}	Problem
-//	@Failure	404	{object}	Problem
+//	@Failure	400	{object}	Problem	"invalid_request: not a UUID"
+//	@Failure	401	{object}	Problem	"unauthorized"
+//	@Failure	404	{object}	Problem	"not_found (also another customer's server)"
+//	@Failure	429	{object}	Problem	"rate_limited"
+//	@Header		all	{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header		all	{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header		all	{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router		/v1/servers/{id} [get]
 func (s *Server) getServer(c *gin.Context) {
-	srv, err := s.ownServer(c)
+	if !s.noQuery(c) {
+		return
+	}
+	id, err := parseID(c.Param("id"), "server")
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, serverView(srv))
+	srv, err := s.ownServer(c, customerOf(c), id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.serverView(srv))
+}
+
+func (s *Server) serverView(srv cloudservers.Server) ServerView {
+	if op, ok := s.rm.inFlight(srv, s.now().Add(-s.cfg.PendingLock)); ok {
+		return serverView(srv, &op)
+	}
+	return serverView(srv, nil)
 }
 
 // deleteServer godoc
 //
-//	@Summary	Delete a server
-//	@Tags		servers
-//	@Produce	json
-//	@Security	BearerAuth
-//	@Param		id				path		string	true	"Server ID"
-//	@Param		Idempotency-Key	header		string	false	"Makes retries safe"
-//	@Success	202				{object}	OperationView
-//	@Failure	400				{object}	Problem
-//	@Failure	401				{object}	Problem
-//	@Failure	404				{object}	Problem
-//	@Failure	409				{object}	Problem	"an operation is in flight (server_locked) or the server cannot be deleted now (invalid_state)"
-//	@Failure	422				{object}	Problem
-//	@Router		/v1/servers/{id} [delete]
+//	@Summary		Delete a server
+//	@Description	Deletes the server and everything the system made for it (port, floating IP). The server stays readable with status deleted.
+//	@Tags			servers
+//	@Produce		json,application/problem+json
+//	@Security		BearerAuth
+//	@Param			id				path		string	true	"Server ID"	format(uuid)
+//	@Param			Idempotency-Key	header		string	false	"Makes retries safe: the same key returns the original answer for 24 hours"
+//	@Success		202				{object}	OperationView
+//	@Failure		400				{object}	Problem	"invalid_request"
+//	@Failure		401				{object}	Problem	"unauthorized"
+//	@Failure		404				{object}	Problem	"not_found"
+//	@Failure		409				{object}	Problem	"server_locked: an operation is in flight; invalid_state: the server cannot be deleted now"
+//	@Failure		422				{object}	Problem	"idempotency_key_reused"
+//	@Failure		429				{object}	Problem	"rate_limited"
+//	@Failure		503				{object}	Problem	"service_unavailable"
+//	@Header			all				{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all				{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
+//	@Router			/v1/servers/{id} [delete]
 func (s *Server) deleteServer(c *gin.Context) {
-	srv, err := s.ownServer(c)
+	if !s.noQuery(c) {
+		return
+	}
+	id, err := parseID(c.Param("id"), "server")
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	idem, ok := s.beginMutation(c, nil)
+	if !ok {
+		return
+	}
+	srv, err := s.ownServer(c, customerOf(c), id)
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -151,37 +233,55 @@ func (s *Server) deleteServer(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	s.mutate(c, nil, cloudservers.OpDelete, srv.ID, nil)
+	s.accept(c, idem, mutation{op: cloudservers.OpDelete, serverID: srv.ID})
 }
 
 // serverAction godoc
 //
 //	@Summary		Act on a server
-//	@Description	One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry.
+//	@Description	One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry. Each answers 202 with the operation.
 //	@Tags			servers
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Security		BearerAuth
-//	@Param			id				path		string			true	"Server ID"
-//	@Param			Idempotency-Key	header		string			false	"Makes retries safe"
+//	@Param			id				path		string			true	"Server ID"	format(uuid)
+//	@Param			Idempotency-Key	header		string			false	"Makes retries safe: the same key and body return the original answer for 24 hours"
 //	@Param			body			body		ActionRequest	true	"The action"
 //	@Success		202				{object}	OperationView
-//	@Failure		400				{object}	Problem
-//	@Failure		401				{object}	Problem
-//	@Failure		404				{object}	Problem
-//	@Failure		409				{object}	Problem	"an operation is in flight (server_locked) or the action does not apply now (invalid_state)"
-//	@Failure		413				{object}	Problem
-//	@Failure		415				{object}	Problem
-//	@Failure		422				{object}	Problem
+//	@Failure		400				{object}	Problem	"invalid_request"
+//	@Failure		401				{object}	Problem	"unauthorized"
+//	@Failure		403				{object}	Problem	"quota_exceeded: a resize over the vCPU quota"
+//	@Failure		404				{object}	Problem	"not_found"
+//	@Failure		409				{object}	Problem	"server_locked: an operation is in flight; invalid_state: the action does not apply to the server's status"
+//	@Failure		413				{object}	Problem	"request_too_large"
+//	@Failure		415				{object}	Problem	"unsupported_media_type"
+//	@Failure		422				{object}	Problem	"validation_failed (fields named), or idempotency_key_reused"
+//	@Failure		429				{object}	Problem	"rate_limited"
+//	@Failure		503				{object}	Problem	"service_unavailable"
+//	@Header			all				{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all				{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/servers/{id}/actions [post]
 func (s *Server) serverAction(c *gin.Context) {
-	srv, err := s.ownServer(c)
+	if !s.noQuery(c) {
+		return
+	}
+	id, err := parseID(c.Param("id"), "server")
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
 	var fields map[string]json.RawMessage
 	body, err := s.decode(c, &fields)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	idem, ok := s.beginMutation(c, body)
+	if !ok {
+		return
+	}
+	srv, err := s.ownServer(c, customerOf(c), id)
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -195,7 +295,7 @@ func (s *Server) serverAction(c *gin.Context) {
 	op := cloudservers.OperationType(typ)
 	def, ok := workflows.Lookup(op)
 	if !ok || op == cloudservers.OpCreate || op == cloudservers.OpDelete {
-		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", typ, strings.Join(actionTypes(), ", ")), "type"))
+		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", clip(typ), strings.Join(actionTypes(), ", ")), "type"))
 		return
 	}
 	params := mustJSON(fields)
@@ -203,6 +303,7 @@ func (s *Server) serverAction(c *gin.Context) {
 		s.abort(c, paramProblem(err))
 		return
 	}
+	var extraVCPUs int
 	if op == cloudservers.OpResize {
 		var p cloudservers.ResizeParams
 		_ = json.Unmarshal(params, &p)
@@ -210,12 +311,21 @@ func (s *Server) serverAction(c *gin.Context) {
 			s.abort(c, errorf(CodeValidation, "the server already has size "+p.Size, "size"))
 			return
 		}
+		to, _ := s.cfg.Catalog.Size(p.Size)
+		from, _ := s.cfg.Catalog.Size(srv.Size)
+		extraVCPUs = to.VCPUs - from.VCPUs
 	}
 	if err := s.checkState(srv, op); err != nil {
 		s.abort(c, err)
 		return
 	}
-	s.mutate(c, body, op, srv.ID, params)
+	if extraVCPUs > 0 {
+		if err := s.checkQuota(customerOf(c), extraVCPUs, 0); err != nil {
+			s.abort(c, err)
+			return
+		}
+	}
+	s.accept(c, idem, mutation{op: op, serverID: srv.ID, params: params})
 }
 
 // actionTypes are the operations the action endpoint accepts: every saga of
@@ -231,18 +341,17 @@ func actionTypes() []string {
 }
 
 // paramProblem turns a saga's parameter validation error into a 422 naming
-// the field.
+// the field, in JSON terms.
 func paramProblem(err error) error {
 	var pe *workflows.ParamError
 	if errors.As(err, &pe) {
 		return errorf(CodeValidation, pe.Problem, pe.Field)
 	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "invalid parameters: json: unknown field "); ok {
-		f = strings.Trim(f, `"`)
-		return errorf(CodeValidation, "unknown field "+f, f)
+	detail, field := jsonProblem(err)
+	if field != "" {
+		return errorf(CodeValidation, detail, field)
 	}
-	return errorf(CodeValidation, msg)
+	return errorf(CodeValidation, "invalid parameters: "+detail)
 }
 
 func mustJSON(v any) json.RawMessage {
@@ -257,8 +366,12 @@ func mustJSON(v any) json.RawMessage {
 // (server_locked: retry once it completes) or whose status it does not
 // apply to (invalid_state).
 func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationType) error {
-	if srv.OperationID != "" {
-		return errorf(CodeLocked, fmt.Sprintf("server %s has operation %s in flight; retry when it completes", srv.ID, srv.OperationID))
+	if o, ok := s.rm.inFlight(srv, s.now().Add(-s.cfg.PendingLock)); ok {
+		kind := string(o.Type)
+		if kind == "" {
+			kind = "an"
+		}
+		return errorf(CodeLocked, fmt.Sprintf("server %s has %s operation %s in flight (/v1/operations/%s); retry when it completes", srv.ID, kind, o.ID, o.ID))
 	}
 	def, ok := workflows.Lookup(op)
 	if !ok {
@@ -272,59 +385,52 @@ func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationTy
 
 // listServers godoc
 //
-//	@Summary	List servers
-//	@Tags		servers
-//	@Produce	json
-//	@Security	BearerAuth
-//	@Param		status		query		string	false	"Only servers in this status"
-//	@Param		page_size	query		int		false	"1 to 100, default 20"
-//	@Param		page_token	query		string	false	"From the previous page's next link"
-//	@Success	200			{object}	ServerList
-//	@Failure	400			{object}	Problem
-//	@Failure	401			{object}	Problem
-//	@Router		/v1/servers [get]
+//	@Summary		List servers
+//	@Description	Oldest first (creation time, then ID). Deleted servers are listed only with status=deleted.
+//	@Tags			servers
+//	@Produce		json,application/problem+json
+//	@Security		BearerAuth
+//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error)
+//	@Param			page_size	query		int		false	"1 to 100, default 20"	minimum(1)	maximum(100)
+//	@Param			page_token	query		string	false	"From the previous page's next link"
+//	@Success		200			{object}	ServerList
+//	@Failure		400			{object}	Problem	"invalid_request: unknown parameter or status, bad page_size or page_token"
+//	@Failure		401			{object}	Problem	"unauthorized"
+//	@Failure		429			{object}	Problem	"rate_limited"
+//	@Header			all			{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all			{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all			{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
+//	@Router			/v1/servers [get]
 func (s *Server) listServers(c *gin.Context) {
-	size := 20
-	if v := c.Query("page_size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			s.abort(c, errorf(CodeInvalidRequest, "page_size must be an integer from 1 to 100", "page_size"))
-			return
-		}
-		size = n
-	}
-	status := c.Query("status")
-	if status != "" && !knownStatus(status) {
-		s.abort(c, errorf(CodeInvalidRequest, fmt.Sprintf("unknown status %q", status), "status"))
+	s.listServersOf(c, customerOf(c), "/v1/servers")
+}
+
+func (s *Server) listServersOf(c *gin.Context, customer, path string) {
+	q, err := query(c, "status", "page_size", "page_token")
+	if err != nil {
+		s.abort(c, err)
 		return
 	}
-	var after cursor
-	if v := c.Query("page_token"); v != "" {
-		cur, err := decodeCursor(v)
-		if err != nil {
-			s.abort(c, errorf(CodeInvalidRequest, "invalid page_token", "page_token"))
-			return
-		}
-		after = cur
+	p, err := parsePage(q)
+	if err != nil {
+		s.abort(c, err)
+		return
 	}
-	all := s.rm.Servers(customerOf(c), func(sv cloudservers.Server) bool {
-		return status == "" || string(sv.Status) == status
+	status := q.Get("status")
+	if q.Has("status") && !knownStatus(status) {
+		s.abort(c, errorf(CodeInvalidRequest, fmt.Sprintf("unknown status %q", clip(status)), "status"))
+		return
+	}
+	all := s.rm.Servers(customer, func(sv cloudservers.Server) bool {
+		if status == "" {
+			return sv.Status != cloudservers.StatusDeleted
+		}
+		return string(sv.Status) == status
 	})
-	sortServers(all)
-	out := ServerList{Servers: []ServerView{}}
-	for _, sv := range all {
-		if !after.before(sv) {
-			continue
-		}
-		if len(out.Servers) == size {
-			last := out.Servers[len(out.Servers)-1]
-			q := c.Request.URL.Query()
-			q.Set("page_token", encodeCursor(cursor{At: last.CreatedAt, ID: last.ID}))
-			q.Set("page_size", strconv.Itoa(size))
-			out.Next = "/v1/servers?" + q.Encode()
-			break
-		}
-		out.Servers = append(out.Servers, serverView(sv))
+	items, next := paginate(all, func(sv cloudservers.Server) (time.Time, string) { return sv.CreatedAt, sv.ID }, p, path, q)
+	out := ServerList{Servers: make([]ServerView, 0, len(items)), Next: next}
+	for _, sv := range items {
+		out.Servers = append(out.Servers, s.serverView(sv))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -339,209 +445,76 @@ func knownStatus(s string) bool {
 	return false
 }
 
-// cursor is a position in the stable list order: creation time, then ID.
-type cursor struct {
-	At time.Time `json:"t"`
-	ID string    `json:"i"`
-}
-
-// before reports whether sv comes after the cursor (a zero cursor is
-// before everything).
-func (cur cursor) before(sv cloudservers.Server) bool {
-	if cur.ID == "" {
-		return true
-	}
-	if !sv.CreatedAt.Equal(cur.At) {
-		return sv.CreatedAt.After(cur.At)
-	}
-	return sv.ID > cur.ID
-}
-
-func encodeCursor(cur cursor) string {
-	b, _ := json.Marshal(cur)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (cursor, error) {
-	var cur cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cur, err
-	}
-	if err := json.Unmarshal(b, &cur); err != nil || cur.ID == "" {
-		return cur, errors.New("bad cursor")
-	}
-	return cur, nil
-}
-
-func sortServers(all []cloudservers.Server) {
-	// Stable order: creation time, then ID.
-	for i := 1; i < len(all); i++ {
-		for j := i; j > 0 && less(all[j], all[j-1]); j-- {
-			all[j], all[j-1] = all[j-1], all[j]
-		}
-	}
-}
-
-func less(a, b cloudservers.Server) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) {
-		return a.CreatedAt.Before(b.CreatedAt)
-	}
-	return a.ID < b.ID
-}
-
-// ownServer returns the customer's server named in the path. Another
-// customer's server is "not found", exactly like a missing one. A server
-// not yet in this replica's read model is waited for briefly: another
-// replica may have just accepted it.
-func (s *Server) ownServer(c *gin.Context) (cloudservers.Server, error) {
-	id := c.Param("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return cloudservers.Server{}, errorf(CodeInvalidRequest, fmt.Sprintf("%q is not a server ID (a UUID)", id), "id")
-	}
+// ownServer returns the customer's server. Another customer's server is
+// "not found", exactly like a missing one. A server not yet in this
+// replica's read model is waited for briefly: another replica may have just
+// accepted it.
+func (s *Server) ownServer(c *gin.Context, customer, id string) (cloudservers.Server, error) {
 	srv, ok := s.rm.Server(id)
 	if !ok {
-		s.sync(c.Request.Context())
+		_ = s.sync(c)
 		srv, ok = s.rm.Server(id)
 	}
-	if !ok || srv.CustomerID != customerOf(c) {
+	if !ok || srv.CustomerID != customer {
 		return cloudservers.Server{}, errorf(CodeNotFound, "server "+id+" not found")
 	}
 	return srv, nil
 }
 
-func (s *Server) sync(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
-	defer cancel()
-	if err := s.rm.Sync(ctx, s.kafka); err != nil {
-		s.log.Warn("read-your-writes sync incomplete", "error", err)
-	}
+// mutation is a server operation to accept.
+type mutation struct {
+	op       cloudservers.OperationType
+	serverID string // empty for create: derived here
+	params   json.RawMessage
+	create   *cloudservers.CreateParams
 }
 
-// decode reads a JSON body strictly: the right content type, no unknown
-// fields, nothing after the object. It returns the raw body for the
-// idempotency fingerprint.
-func (s *Server) decode(c *gin.Context, v any) ([]byte, error) {
-	ct := c.GetHeader("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return nil, errorf(CodeUnsupportedMedia, "Content-Type must be application/json")
-	}
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, errorf(CodeTooLarge, fmt.Sprintf("request body over %d bytes", s.cfg.MaxBodyBytes))
-		}
-		return nil, errorf(CodeInvalidRequest, "could not read the request body")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return nil, errorf(CodeInvalidRequest, "invalid JSON body: "+jsonProblem(err))
-	}
-	if dec.More() {
-		return nil, errorf(CodeInvalidRequest, "invalid JSON body: data after the object")
-	}
-	return body, nil
-}
-
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be a %s", typ.Field, typ.Type)
-	case errors.Is(err, io.EOF):
-		return "empty body"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return "malformed"
-}
-
-// mutate publishes a mutation and answers 202 with its operation. With an
-// Idempotency-Key, a repeat with the same body gets the original answer
-// (from any replica: the record is on Kafka) and a repeat with another body
-// is refused.
-func (s *Server) mutate(c *gin.Context, body []byte, op cloudservers.OperationType, serverID string, params json.RawMessage) {
+// accept publishes a mutation and answers 202 with its operation once
+// Kafka has acknowledged it.
+func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	customer := customerOf(c)
-	key := c.GetHeader("Idempotency-Key")
-	if len(key) > 255 {
-		s.abort(c, errorf(CodeInvalidRequest, "Idempotency-Key longer than 255 characters", "Idempotency-Key"))
+	opID := idem.newID("operation")
+	if op, ok := s.rm.Operation(opID); ok && op.CustomerID == customer {
+		// This very request was accepted before (its idempotency record
+		// was lost, or a twin was accepted concurrently): same answer.
+		s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
 		return
-	}
-	fingerprint := fingerprintOf(c.Request.Method, c.Request.URL.Path, body)
-	recordKey := customer + "/" + key
-	if key != "" {
-		rec, ok := s.rm.Idempotency(recordKey)
-		if !ok {
-			s.sync(c.Request.Context())
-			rec, ok = s.rm.Idempotency(recordKey)
-		}
-		if ok && s.now().Before(rec.ExpiresAt) {
-			if rec.BodyHash != fingerprint {
-				s.abort(c, errorf(CodeIdempotencyReuse, "this Idempotency-Key was used with a different request", "Idempotency-Key"))
-				return
-			}
-			if rec.Location != "" {
-				c.Header("Location", rec.Location)
-			}
-			c.Header("Idempotent-Replayed", "true")
-			c.Data(rec.Status, "application/json; charset=utf-8", rec.Response)
-			return
-		}
 	}
 	now := s.now().UTC()
-	opID := newID(key, customer, "operation")
-	if op == cloudservers.OpCreate {
-		serverID = newID(key, customer, "server")
+	serverID := m.serverID
+	if m.op == cloudservers.OpCreate {
+		serverID = idem.newID("server")
 	}
-	req := cloudservers.Request{OperationID: opID, ServerID: serverID, CustomerID: customer, Operation: op, Params: params, RequestedAt: now}
-	operation := cloudservers.Operation{ID: opID, ServerID: serverID, CustomerID: customer, Type: op, Status: cloudservers.OperationPending, CreatedAt: now, UpdatedAt: now}
+	req := cloudservers.Request{OperationID: opID, ServerID: serverID, CustomerID: customer, Operation: m.op, Params: m.params, RequestedAt: now}
+	op := cloudservers.Operation{ID: opID, ServerID: serverID, CustomerID: customer, Type: m.op, Status: cloudservers.OperationPending, CreatedAt: now, UpdatedAt: now}
 	var server *cloudservers.Server
-	if op == cloudservers.OpCreate {
-		var p cloudservers.CreateParams
-		_ = json.Unmarshal(params, &p)
-		server = &cloudservers.Server{ID: serverID, CustomerID: customer, Name: p.Name, Status: cloudservers.StatusQueued,
-			Size: p.Size, Image: p.Image, Region: p.Region, OperationID: opID, CreatedAt: now, UpdatedAt: now}
+	if m.create != nil {
+		server = &cloudservers.Server{ID: serverID, CustomerID: customer, Name: m.create.Name, Status: cloudservers.StatusQueued,
+			Size: m.create.Size, Image: m.create.Image, Region: m.create.Region, OperationID: opID, CreatedAt: now, UpdatedAt: now}
 	}
-	view := operationView(operation)
-	resp := mustJSON(view)
-	location := ""
-	if op == cloudservers.OpCreate {
-		location = "/v1/servers/" + serverID
-	}
-	var rec *IdempotencyRecord
-	if key != "" {
-		rec = &IdempotencyRecord{Key: recordKey, BodyHash: fingerprint, Method: c.Request.Method, Path: c.Request.URL.Path,
-			Status: http.StatusAccepted, Response: resp, Location: location, CreatedAt: now, ExpiresAt: now.Add(s.cfg.IdempotencyTTL)}
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.publish(ctx, req, server, operation, rec); err != nil {
-		s.log.Error("mutation not accepted", "operation", opID, "error", err)
-		s.abort(c, errorf(CodeUnavailable, "the request could not be queued; retry (with the same Idempotency-Key) shortly"))
+	if err := s.write(c, func(ctx context.Context) error { return s.publish(ctx, req, server, op) }); err != nil {
+		s.log.Error("mutation not accepted", "operation", opID, "type", m.op, "error", err)
+		s.abort(c, unavailable())
 		return
 	}
-	s.rm.Accepted(server, operation, rec)
-	if location != "" {
-		c.Header("Location", location)
-	}
-	c.Data(http.StatusAccepted, "application/json; charset=utf-8", resp)
+	s.rm.Accepted(server, &op, nil)
+	s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
 }
 
-// publish writes the request to its customer's partition, then the initial
-// state records and the idempotency record. The state records carry version
-// 0, so whatever the lifecycle publishes later wins regardless of arrival.
-func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *cloudservers.Server, op cloudservers.Operation, rec *IdempotencyRecord) error {
-	partition := s.buckets.Partition(req.CustomerID)
-	bucket := strconv.Itoa(cloudservers.Bucket(req.CustomerID))
-	if err := s.requests.SendToPartition(ctx, cloudservers.TopicRequests, partition, []byte(bucket), mustJSON(req)); err != nil {
-		return err
+func createdLocation(op cloudservers.Operation) string {
+	if op.Type == cloudservers.OpCreate {
+		return "/v1/servers/" + op.ServerID
 	}
+	return ""
+}
+
+// publish writes the initial state records (version 0: whatever the
+// lifecycle publishes later wins), then the request to its customer's
+// partition. State first: the lifecycle acts only on the request, so its
+// records always follow ours in the compacted topics. If the request is
+// not taken, the initial records are superseded by failed ones, best
+// effort.
+func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *cloudservers.Server, op cloudservers.Operation) error {
 	if server != nil {
 		if err := s.state.Send(ctx, cloudservers.TopicServers, []byte(server.ID), mustJSON(server)); err != nil {
 			return err
@@ -550,31 +523,20 @@ func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *
 	if err := s.state.Send(ctx, cloudservers.TopicOperations, []byte(op.ID), mustJSON(op)); err != nil {
 		return err
 	}
-	if rec != nil {
-		if err := s.state.Send(ctx, cloudservers.TopicIdempotency, []byte(rec.Key), mustJSON(rec)); err != nil {
-			return err
-		}
+	partition := s.buckets.Partition(req.CustomerID)
+	bucket := strconv.Itoa(cloudservers.Bucket(req.CustomerID))
+	err := s.requests.SendToPartition(ctx, cloudservers.TopicRequests, partition, []byte(bucket), mustJSON(req))
+	if err == nil {
+		return nil
 	}
-	return nil
-}
-
-func fingerprintOf(method, path string, body []byte) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n", method, path)
-	var canon bytes.Buffer
-	if len(body) > 0 && json.Compact(&canon, body) == nil {
-		h.Write(canon.Bytes())
-	} else {
-		h.Write(body)
+	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	now := s.now().UTC()
+	op.Status, op.Error, op.UpdatedAt, op.CompletedAt = cloudservers.OperationFailed, "not accepted: the request could not be queued", now, &now
+	_ = s.state.Send(cctx, cloudservers.TopicOperations, []byte(op.ID), mustJSON(op))
+	if server != nil {
+		server.Status, server.OperationID, server.Error, server.UpdatedAt = cloudservers.StatusDeleted, "", "not created: the request could not be queued", now
+		_ = s.state.Send(cctx, cloudservers.TopicServers, []byte(server.ID), mustJSON(server))
 	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// newID returns a time-ordered UUIDv7, or, with an idempotency key, a UUID
-// derived from it so every replica derives the same one.
-func newID(key, customer, kind string) string {
-	if key != "" {
-		return uuid.NewSHA1(idempotencyNS, []byte(customer+"\x00"+key+"\x00"+kind)).String()
-	}
-	return uuid.Must(uuid.NewV7()).String()
+	return err
 }

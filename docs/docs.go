@@ -15,6 +15,389 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/admin/v1/customers/{customer_id}/keys": {
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The answer holds the key; it is shown once and only its hash is stored. For that reason this endpoint takes no Idempotency-Key: a retry makes another key (revoke the spare). Needs an admin API key.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "Create an API key for a customer (admin)",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Customer ID",
+                        "name": "customer_id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "The key",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/CreateKeyRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/CreatedKey"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request (also: an Idempotency-Key was sent)",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "forbidden: not an admin key",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "413": {
+                        "description": "request_too_large",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "415": {
+                        "description": "unsupported_media_type",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "422": {
+                        "description": "validation_failed",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/admin/v1/customers/{customer_id}/servers": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Same as GET /v1/servers, for any customer. Needs an admin API key.",
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "List a customer's servers (admin)",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Customer ID",
+                        "name": "customer_id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "enum": [
+                            "queued",
+                            "creating",
+                            "active",
+                            "off",
+                            "rebooting",
+                            "stopping",
+                            "starting",
+                            "resizing",
+                            "deleting",
+                            "deleted",
+                            "error"
+                        ],
+                        "type": "string",
+                        "description": "Only servers in this status",
+                        "name": "status",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "description": "1 to 100, default 20",
+                        "name": "page_size",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "From the previous page's next link",
+                        "name": "page_token",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/ServerList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "forbidden: not an admin key",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            }
+        },
         "/healthz": {
             "get": {
                 "produces": [
@@ -40,7 +423,8 @@ const docTemplate = `{
         "/readyz": {
             "get": {
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "health"
@@ -57,9 +441,137 @@ const docTemplate = `{
                         }
                     },
                     "503": {
-                        "description": "Service Unavailable",
+                        "description": "service_unavailable: still reading the state topics",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "A Server-Sent Events stream (text/event-stream). Each event is \"event: server\" with a Server as data, or \"event: operation\" with an Operation, sent when the change is read from Kafka. Event IDs are positions in Kafka, valid on every replica: reconnect with the Last-Event-ID header to resume exactly after the last event you saw (the EventSource API does so by itself). When the replica's history no longer reaches back that far, the stream starts with \"event: resync\": re-read what you need, then carry on. Without Last-Event-ID the stream starts with changes from now on. Comment lines keep idle streams alive. At most 10 streams per customer at once.",
+                "produces": [
+                    "text/event-stream",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "events"
+                ],
+                "summary": "Live events: changes of the customer's servers and operations",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Resume after this event",
+                        "name": "Last-Event-ID",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream",
+                        "schema": {
+                            "type": "string"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request: bad Last-Event-ID or a query parameter",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited: too many requests or streams",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable: shutting down",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -73,7 +585,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "catalog"
@@ -84,12 +597,80 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/ImageList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request: a query parameter",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -103,7 +684,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "operations"
@@ -112,6 +694,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "format": "uuid",
                         "description": "Operation ID",
                         "name": "id",
                         "in": "path",
@@ -123,24 +706,100 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/Operation"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request: not a UUID",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "404": {
-                        "description": "Not Found",
+                        "description": "not_found (also another customer's operation)",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -154,7 +813,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "catalog"
@@ -165,12 +825,80 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/RegionList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request: a query parameter",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -183,8 +911,10 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
+                "description": "Oldest first (creation time, then ID). Deleted servers are listed only with status=deleted.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "servers"
@@ -192,12 +922,27 @@ const docTemplate = `{
                 "summary": "List servers",
                 "parameters": [
                     {
+                        "enum": [
+                            "queued",
+                            "creating",
+                            "active",
+                            "off",
+                            "rebooting",
+                            "stopping",
+                            "starting",
+                            "resizing",
+                            "deleting",
+                            "deleted",
+                            "error"
+                        ],
                         "type": "string",
                         "description": "Only servers in this status",
                         "name": "status",
                         "in": "query"
                     },
                     {
+                        "maximum": 100,
+                        "minimum": 1,
                         "type": "integer",
                         "description": "1 to 100, default 20",
                         "name": "page_size",
@@ -215,18 +960,80 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/ServerList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request: unknown parameter or status, bad page_size or page_token",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -237,12 +1044,13 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "Accepted once Kafka has the request. Follow the returned operation, or the server's status.",
+                "description": "Accepted once Kafka has the request: the answer is the create operation, and the Location header names the new server (status queued, then creating, then active with its public IPv4). Follow the operation with GET /v1/operations/{id} or the event stream.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "servers"
@@ -251,7 +1059,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "Makes retries safe: the same key and body return the original answer",
+                        "description": "Makes retries safe: the same key and body return the original answer for 24 hours",
                         "name": "Idempotency-Key",
                         "in": "header"
                     },
@@ -275,43 +1083,179 @@ const docTemplate = `{
                             "Location": {
                                 "type": "string",
                                 "description": "The new server"
+                            },
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
                             }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request: malformed JSON, unknown field, bad Idempotency-Key",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "403": {
-                        "description": "quota exceeded",
+                        "description": "quota_exceeded: servers or vCPUs",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "413": {
-                        "description": "Request Entity Too Large",
+                        "description": "request_too_large",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "415": {
-                        "description": "Unsupported Media Type",
+                        "description": "unsupported_media_type",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "422": {
-                        "description": "Unprocessable Entity",
+                        "description": "validation_failed (fields named), or idempotency_key_reused",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable: Kafka did not take the request; retry with the same Idempotency-Key",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -325,7 +1269,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "servers"
@@ -334,6 +1279,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "format": "uuid",
                         "description": "Server ID",
                         "name": "id",
                         "in": "path",
@@ -345,24 +1291,100 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/Server"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request: not a UUID",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "404": {
-                        "description": "Not Found",
+                        "description": "not_found (also another customer's server)",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -373,8 +1395,10 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
+                "description": "Deletes the server and everything the system made for it (port, floating IP). The server stays readable with status deleted.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "servers"
@@ -383,6 +1407,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "format": "uuid",
                         "description": "Server ID",
                         "name": "id",
                         "in": "path",
@@ -390,7 +1415,7 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Makes retries safe",
+                        "description": "Makes retries safe: the same key returns the original answer for 24 hours",
                         "name": "Idempotency-Key",
                         "in": "header"
                     }
@@ -400,36 +1425,160 @@ const docTemplate = `{
                         "description": "Accepted",
                         "schema": {
                             "$ref": "#/definitions/Operation"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "404": {
-                        "description": "Not Found",
+                        "description": "not_found",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "409": {
-                        "description": "an operation is in flight (server_locked) or the server cannot be deleted now (invalid_state)",
+                        "description": "server_locked: an operation is in flight; invalid_state: the server cannot be deleted now",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "422": {
-                        "description": "Unprocessable Entity",
+                        "description": "idempotency_key_reused",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -442,12 +1591,13 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry.",
+                "description": "One action per request, named by type: reboot (reboot_type soft, the default, or hard), power_off, power_on, resize (size). The actions are the operations of the saga registry. Each answers 202 with the operation.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "servers"
@@ -456,6 +1606,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "format": "uuid",
                         "description": "Server ID",
                         "name": "id",
                         "in": "path",
@@ -463,7 +1614,7 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Makes retries safe",
+                        "description": "Makes retries safe: the same key and body return the original answer for 24 hours",
                         "name": "Idempotency-Key",
                         "in": "header"
                     },
@@ -482,48 +1633,220 @@ const docTemplate = `{
                         "description": "Accepted",
                         "schema": {
                             "$ref": "#/definitions/Operation"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "quota_exceeded: a resize over the vCPU quota",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "404": {
-                        "description": "Not Found",
+                        "description": "not_found",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "409": {
-                        "description": "an operation is in flight (server_locked) or the action does not apply now (invalid_state)",
+                        "description": "server_locked: an operation is in flight; invalid_state: the action does not apply to the server's status",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "413": {
-                        "description": "Request Entity Too Large",
+                        "description": "request_too_large",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "415": {
-                        "description": "Unsupported Media Type",
+                        "description": "unsupported_media_type",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "422": {
-                        "description": "Unprocessable Entity",
+                        "description": "validation_failed (fields named), or idempotency_key_reused",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -537,7 +1860,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "operations"
@@ -546,10 +1870,37 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "format": "uuid",
                         "description": "Server ID",
                         "name": "id",
                         "in": "path",
                         "required": true
+                    },
+                    {
+                        "enum": [
+                            "pending",
+                            "running",
+                            "succeeded",
+                            "failed"
+                        ],
+                        "type": "string",
+                        "description": "Only operations in this status",
+                        "name": "status",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "description": "1 to 100, default 20",
+                        "name": "page_size",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "From the previous page's next link",
+                        "name": "page_token",
+                        "in": "query"
                     }
                 ],
                 "responses": {
@@ -557,24 +1908,100 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/OperationList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "400": {
-                        "description": "Bad Request",
+                        "description": "invalid_request",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "404": {
-                        "description": "Not Found",
+                        "description": "not_found",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -588,7 +2015,8 @@ const docTemplate = `{
                     }
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "catalog"
@@ -599,12 +2027,736 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/SizeList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request: a query parameter",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     },
                     "401": {
-                        "description": "Unauthorized",
+                        "description": "unauthorized",
                         "schema": {
                             "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/ssh_keys": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Oldest first.",
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "ssh_keys"
+                ],
+                "summary": "List SSH keys",
+                "parameters": [
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "description": "1 to 100, default 20",
+                        "name": "page_size",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "From the previous page's next link",
+                        "name": "page_token",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/SSHKeyList"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            },
+            "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Stores an OpenSSH public key (ed25519, ECDSA, or RSA of at least 2048 bits) under a name. Create a server with it by ID or name (ssh_key). Names and keys are unique per customer. Answers 201 at once: there is nothing to provision.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "ssh_keys"
+                ],
+                "summary": "Add an SSH key",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Makes retries safe: the same key and body return the original answer for 24 hours",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    },
+                    {
+                        "description": "The key",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/CreateSSHKeyRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/SSHKey"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "The new SSH key"
+                            },
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "quota_exceeded: too many SSH keys",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "409": {
+                        "description": "already_exists: the name or the key is taken",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "413": {
+                        "description": "request_too_large",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "415": {
+                        "description": "unsupported_media_type",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "422": {
+                        "description": "validation_failed: bad name or public_key; or idempotency_key_reused",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/ssh_keys/{id}": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "ssh_keys"
+                ],
+                "summary": "Get an SSH key",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "SSH key ID or name",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/SSHKey"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request: neither an ID nor a name",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "not_found",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Servers created with the key keep it.",
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "ssh_keys"
+                ],
+                "summary": "Delete an SSH key",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "SSH key ID or name",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Makes retries safe: the same key returns the original answer for 24 hours",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "Deleted",
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "not_found",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "422": {
+                        "description": "idempotency_key_reused",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
                         }
                     }
                 }
@@ -641,24 +2793,108 @@ const docTemplate = `{
                 }
             }
         },
+        "CreateKeyRequest": {
+            "type": "object",
+            "properties": {
+                "admin": {
+                    "description": "an operator's key, for this admin API",
+                    "type": "boolean"
+                },
+                "name": {
+                    "description": "a label, 1-64 letters, digits, dots, underscores, @ or hyphens",
+                    "type": "string",
+                    "example": "ci"
+                }
+            }
+        },
+        "CreateSSHKeyRequest": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "description": "1-64 letters, digits, dots, underscores, @ or hyphens, starting with a letter or digit",
+                    "type": "string",
+                    "example": "laptop"
+                },
+                "public_key": {
+                    "description": "one OpenSSH authorized_keys line, without options",
+                    "type": "string",
+                    "example": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+                }
+            }
+        },
         "CreateServerRequest": {
             "type": "object",
             "properties": {
                 "image": {
+                    "description": "see GET /v1/images",
                     "type": "string",
                     "example": "tiny"
                 },
                 "name": {
+                    "description": "1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit",
                     "type": "string",
                     "example": "web-1"
                 },
                 "region": {
+                    "description": "see GET /v1/regions",
                     "type": "string",
                     "example": "region-one"
                 },
                 "size": {
+                    "description": "see GET /v1/sizes",
                     "type": "string",
                     "example": "s-1vcpu-64mb"
+                },
+                "ssh_key": {
+                    "description": "an SSH key's ID or name (see /v1/ssh_keys)",
+                    "type": "string",
+                    "example": "laptop"
+                },
+                "ssh_keys": {
+                    "description": "SSHKeys is the list form of ssh_key (give one or the other); a server\ntakes one key, the Nova keypair it boots with.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "laptop"
+                    ]
+                }
+            }
+        },
+        "CreatedKey": {
+            "type": "object",
+            "properties": {
+                "admin": {
+                    "type": "boolean"
+                },
+                "api_key": {
+                    "type": "string",
+                    "example": "cs_3f1d..."
+                },
+                "created_at": {
+                    "type": "string"
+                },
+                "customer_id": {
+                    "type": "string",
+                    "example": "demo-alice"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "ci"
+                }
+            }
+        },
+        "Image": {
+            "type": "object",
+            "properties": {
+                "description": {
+                    "type": "string",
+                    "example": "1 MiB test image"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "tiny"
                 }
             }
         },
@@ -668,7 +2904,7 @@ const docTemplate = `{
                 "images": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/cloudservers.Image"
+                        "$ref": "#/definitions/Image"
                     }
                 }
             }
@@ -697,18 +2933,73 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "error": {
+                    "description": "why it failed",
                     "type": "string"
                 },
                 "failed_step": {
+                    "description": "the saga step that failed",
                     "type": "string"
                 },
                 "id": {
-                    "type": "string"
+                    "type": "string",
+                    "example": "01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"
                 },
                 "links": {
                     "$ref": "#/definitions/Links"
                 },
                 "server_id": {
+                    "type": "string",
+                    "example": "01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "pending",
+                        "running",
+                        "succeeded",
+                        "failed"
+                    ],
+                    "example": "pending"
+                },
+                "type": {
+                    "type": "string",
+                    "enum": [
+                        "create",
+                        "delete",
+                        "reboot",
+                        "power_off",
+                        "power_on",
+                        "resize"
+                    ],
+                    "example": "create"
+                },
+                "updated_at": {
+                    "type": "string"
+                }
+            }
+        },
+        "OperationList": {
+            "type": "object",
+            "properties": {
+                "next": {
+                    "description": "link to the next page; absent on the last",
+                    "type": "string"
+                },
+                "operations": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/Operation"
+                    }
+                }
+            }
+        },
+        "OperationRef": {
+            "type": "object",
+            "properties": {
+                "id": {
+                    "type": "string"
+                },
+                "link": {
                     "type": "string"
                 },
                 "status": {
@@ -730,20 +3021,6 @@ const docTemplate = `{
                         "power_on",
                         "resize"
                     ]
-                },
-                "updated_at": {
-                    "type": "string"
-                }
-            }
-        },
-        "OperationList": {
-            "type": "object",
-            "properties": {
-                "operations": {
-                    "type": "array",
-                    "items": {
-                        "$ref": "#/definitions/Operation"
-                    }
                 }
             }
         },
@@ -752,6 +3029,24 @@ const docTemplate = `{
             "properties": {
                 "code": {
                     "type": "string",
+                    "enum": [
+                        "invalid_request",
+                        "validation_failed",
+                        "unauthorized",
+                        "forbidden",
+                        "not_found",
+                        "method_not_allowed",
+                        "server_locked",
+                        "invalid_state",
+                        "already_exists",
+                        "idempotency_key_reused",
+                        "request_too_large",
+                        "unsupported_media_type",
+                        "rate_limited",
+                        "quota_exceeded",
+                        "service_unavailable",
+                        "internal_error"
+                    ],
                     "example": "not_found"
                 },
                 "detail": {
@@ -759,13 +3054,18 @@ const docTemplate = `{
                     "example": "server 0193... not found"
                 },
                 "fields": {
+                    "description": "the request fields, parameters or headers at fault",
                     "type": "array",
                     "items": {
                         "type": "string"
-                    }
+                    },
+                    "example": [
+                        "size"
+                    ]
                 },
                 "instance": {
-                    "type": "string"
+                    "type": "string",
+                    "example": "/v1/servers/0193..."
                 },
                 "status": {
                     "type": "integer",
@@ -781,13 +3081,76 @@ const docTemplate = `{
                 }
             }
         },
+        "Region": {
+            "type": "object",
+            "properties": {
+                "description": {
+                    "type": "string",
+                    "example": "the dev cloud"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "region-one"
+                }
+            }
+        },
         "RegionList": {
             "type": "object",
             "properties": {
                 "regions": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/cloudservers.Region"
+                        "$ref": "#/definitions/Region"
+                    }
+                }
+            }
+        },
+        "SSHKey": {
+            "type": "object",
+            "properties": {
+                "created_at": {
+                    "type": "string"
+                },
+                "fingerprint": {
+                    "type": "string",
+                    "example": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
+                },
+                "fingerprint_md5": {
+                    "type": "string",
+                    "example": "d4:1d:8c:d9:8f:00:b2:04:e9:80:09:98:ec:f8:42:7e"
+                },
+                "id": {
+                    "type": "string",
+                    "example": "01937c3e-7f7c-7b6e-9a51-6a1f2b3c4d5e"
+                },
+                "links": {
+                    "$ref": "#/definitions/Links"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "laptop"
+                },
+                "public_key": {
+                    "type": "string",
+                    "example": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+                },
+                "type": {
+                    "type": "string",
+                    "example": "ssh-ed25519"
+                }
+            }
+        },
+        "SSHKeyList": {
+            "type": "object",
+            "properties": {
+                "next": {
+                    "description": "link to the next page; absent on the last",
+                    "type": "string"
+                },
+                "ssh_keys": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/SSHKey"
                     }
                 }
             }
@@ -799,7 +3162,9 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "error": {
-                    "type": "string"
+                    "description": "why the last operation failed",
+                    "type": "string",
+                    "example": "no valid host was found"
                 },
                 "id": {
                     "type": "string",
@@ -816,9 +3181,18 @@ const docTemplate = `{
                     "type": "string",
                     "example": "web-1"
                 },
+                "operation": {
+                    "description": "the operation in flight",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/OperationRef"
+                        }
+                    ]
+                },
                 "operation_id": {
                     "description": "the operation in flight",
-                    "type": "string"
+                    "type": "string",
+                    "example": "01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"
                 },
                 "private_ipv4": {
                     "type": "string",
@@ -873,53 +3247,35 @@ const docTemplate = `{
                 }
             }
         },
+        "Size": {
+            "type": "object",
+            "properties": {
+                "disk_gb": {
+                    "type": "integer",
+                    "example": 1
+                },
+                "memory_mb": {
+                    "type": "integer",
+                    "example": 64
+                },
+                "name": {
+                    "type": "string",
+                    "example": "s-1vcpu-64mb"
+                },
+                "vcpus": {
+                    "type": "integer",
+                    "example": 1
+                }
+            }
+        },
         "SizeList": {
             "type": "object",
             "properties": {
                 "sizes": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/cloudservers.Size"
+                        "$ref": "#/definitions/Size"
                     }
-                }
-            }
-        },
-        "cloudservers.Image": {
-            "type": "object",
-            "properties": {
-                "description": {
-                    "type": "string"
-                },
-                "name": {
-                    "type": "string"
-                }
-            }
-        },
-        "cloudservers.Region": {
-            "type": "object",
-            "properties": {
-                "description": {
-                    "type": "string"
-                },
-                "name": {
-                    "type": "string"
-                }
-            }
-        },
-        "cloudservers.Size": {
-            "type": "object",
-            "properties": {
-                "disk_gb": {
-                    "type": "integer"
-                },
-                "memory_mb": {
-                    "type": "integer"
-                },
-                "name": {
-                    "type": "string"
-                },
-                "vcpus": {
-                    "type": "integer"
                 }
             }
         }
@@ -941,7 +3297,7 @@ var SwaggerInfo = &swag.Spec{
 	BasePath:         "/",
 	Schemes:          []string{},
 	Title:            "Cloud Servers API",
-	Description:      "Provision and manage cloud servers. Every mutation is asynchronous: it answers 202 with an operation you can follow (GET /v1/operations/{id}).",
+	Description:      "Provision and manage cloud servers. Every mutation of a server is asynchronous: it answers 202 with an operation you can follow (GET /v1/operations/{id}, or the live event stream GET /v1/events). A server with an operation in flight refuses further mutations with 409 server_locked.\nIdempotency: send an Idempotency-Key header (1-255 printable ASCII characters) with any POST or DELETE. The same key with the same request returns the original answer, from any replica, for 24 hours; the same key with a different request answers 422 idempotency_key_reused.\nErrors are application/problem+json (RFC 9457) with a stable machine-readable code and, for invalid input, the names of the fields at fault. Lists are paginated with an opaque cursor (page_token, from the next link). Every authenticated answer carries RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers; over the limit you get 429 rate_limited with Retry-After.",
 	InfoInstanceName: "swagger",
 	SwaggerTemplate:  docTemplate,
 	LeftDelim:        "{{",
