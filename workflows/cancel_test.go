@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cloudservers/cloudservers/workflows/sagatest"
@@ -34,6 +35,9 @@ func TestCancellationRunsCompensations(t *testing.T) {
 		assert.Equal(t, "cancelled", f.Message)
 		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
 		assert.Empty(t, f.CompensationErrors)
+		// A real server closes a workflow whose error wraps a CanceledError
+		// as Canceled and drops the error: the report above would be lost.
+		assert.False(t, temporal.IsCanceledError(o.Err), "the saga's error must not wrap the cancellation: %v", o.Err)
 		after, ok := o.Cloud.CallsAfterFailure()
 		require.True(t, ok)
 		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, after, "compensation activities called after the cancellation")

@@ -76,7 +76,7 @@ var (
 		Steps: []sagatest.Step{
 			{Name: "CreatePort", Activity: "CreatePort", Undo: "DeletePort"},
 			{Name: "CreateNovaServer", Activity: "CreateNovaServer", Undo: "DeleteNovaServer"},
-			{Name: "WaitForNovaBuild", Failures: []sagatest.Failure{
+			{Name: "WaitForNovaBuild", Waits: "CreateNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("CreateNovaServer", "instance.create.error", "No valid host was found. There are not enough hosts available."),
 				sagatest.EventFailure("CreateNovaServer", "compute_task.build_instances.error", "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance "+sagatest.InstanceID(serverID)+"."),
 				sagatest.ErrorStateFailure("CreateNovaServer", "PortBindingFailed: Binding failed for port "+sagatest.PortID(serverID)),
@@ -94,7 +94,7 @@ var (
 		Steps: []sagatest.Step{
 			{Name: "DisassociateFloatingIP", Activity: "DisassociateFloatingIP"},
 			{Name: "ReleaseFloatingIP", Activity: "ReleaseFloatingIP"},
-			{Name: "DeleteNovaServer", Activity: "DeleteNovaServer", Failures: []sagatest.Failure{
+			{Name: "DeleteNovaServer", Activity: "DeleteNovaServer", Waits: "DeleteNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("DeleteNovaServer", "instance.delete.error", "Failed to terminate instance: libvirt error"),
 				sagatest.ErrorStateFailure("DeleteNovaServer", "Failed to terminate instance"),
 				sagatest.LostFailure("DeleteNovaServer", activities.NovaServer{Status: "ACTIVE", TaskState: "deleting"}),
@@ -110,7 +110,7 @@ func rebootSaga(kind string) sagatest.Saga {
 		Input:    input(request("op-reboot-"+kind, cloudservers.OpReboot, cloudservers.RebootParams{Type: kind}), activeServer()),
 		Steps: []sagatest.Step{
 			{Name: "RebootNovaServer", Activity: "RebootNovaServer"},
-			{Name: "WaitForRebootNovaServer", Failures: []sagatest.Failure{
+			{Name: "WaitForRebootNovaServer", Waits: "RebootNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("RebootNovaServer", "instance.reboot.error", "Cannot reboot instance: libvirt error"),
 				sagatest.ErrorStateFailure("RebootNovaServer", "reboot failed"),
 				sagatest.LostFailure("RebootNovaServer", activities.NovaServer{Status: "REBOOT", TaskState: "rebooting"}),
@@ -126,7 +126,7 @@ var (
 		Input:    input(request("op-off", cloudservers.OpPowerOff, nil), activeServer()),
 		Steps: []sagatest.Step{
 			{Name: "StopNovaServer", Activity: "StopNovaServer"},
-			{Name: "WaitForStopNovaServer", Failures: []sagatest.Failure{
+			{Name: "WaitForStopNovaServer", Waits: "StopNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("StopNovaServer", "instance.power_off.error", "Instance failed to shutdown"),
 				sagatest.ErrorStateFailure("StopNovaServer", "Instance failed to shutdown"),
 				sagatest.LostFailure("StopNovaServer", activities.NovaServer{Status: "ACTIVE", TaskState: "powering-off"}),
@@ -139,7 +139,7 @@ var (
 		Input:    input(request("op-on", cloudservers.OpPowerOn, nil), offServer()),
 		Steps: []sagatest.Step{
 			{Name: "StartNovaServer", Activity: "StartNovaServer"},
-			{Name: "WaitForStartNovaServer", Failures: []sagatest.Failure{
+			{Name: "WaitForStartNovaServer", Waits: "StartNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("StartNovaServer", "instance.power_on.error", "Instance failed to start"),
 				sagatest.ErrorStateFailure("StartNovaServer", "Instance failed to start"),
 				sagatest.LostFailure("StartNovaServer", activities.NovaServer{Status: "SHUTOFF", TaskState: "powering-on"}),
@@ -154,7 +154,7 @@ func resizeSaga(srv cloudservers.Server) sagatest.Saga {
 		Input:    input(request("op-resize", cloudservers.OpResize, cloudservers.ResizeParams{Size: "s-1vcpu-128mb"}), srv),
 		Steps: []sagatest.Step{
 			{Name: "ResizeNovaServer", Activity: "ResizeNovaServer", Undo: "RevertResize"},
-			{Name: "WaitForNovaResize", Failures: []sagatest.Failure{
+			{Name: "WaitForNovaResize", Waits: "ResizeNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize.error", "No valid host was found."),
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize_prep.error", "No valid host was found."),
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize_finish.error", "disk resize failed"),
@@ -162,7 +162,7 @@ func resizeSaga(srv cloudservers.Server) sagatest.Saga {
 				sagatest.ErrorStateFailure("ResizeNovaServer", "disk resize failed"),
 				sagatest.LostFailure("ResizeNovaServer", activities.NovaServer{Status: "RESIZE", TaskState: "resize_migrating"}),
 			}},
-			{Name: "ConfirmResize", Activity: "ConfirmResize", Failures: []sagatest.Failure{
+			{Name: "ConfirmResize", Activity: "ConfirmResize", Waits: "ConfirmResize", Failures: []sagatest.Failure{
 				sagatest.EventFailure("ConfirmResize", "instance.resize_confirm.error", "confirm failed"),
 				sagatest.LostFailure("ConfirmResize", activities.NovaServer{Status: "VERIFY_RESIZE", TaskState: ""}),
 			}},

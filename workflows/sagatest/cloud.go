@@ -20,19 +20,21 @@
 //     other way the step's Failures list) -> exactly the compensations of
 //     steps N-1..1 ran, in that order, no other call was made, and the
 //     saga returned a workflows.ErrStepFailed error whose
-//     workflows.StepFailure names the step and the compensations; and for
+//     workflows.StepFailure names the step and the compensations; for
 //     every step that calls an activity, a retryable error that succeeds on
-//     retry -> the saga succeeds and nothing was undone.
+//     retry -> the saga succeeds and nothing was undone; for every step
+//     that waits for Nova, a cancellation during the wait -> the same
+//     compensations still ran.
 //
-// Adding a saga? Describe it as a Saga and call its three Run methods from
-// the saga's test file:
+// Adding a saga? Describe it as a Saga and call its Run methods from the
+// saga's test file:
 //
 //	var rebuild = sagatest.Saga{
 //		Workflow: workflows.RebuildServerWorkflow,
 //		Input:    input,
 //		Steps: []sagatest.Step{
 //			{Name: "RebuildNovaServer", Activity: "RebuildNovaServer"},
-//			{Name: "WaitForRebuildNovaServer", Failures: []sagatest.Failure{
+//			{Name: "WaitForRebuildNovaServer", Waits: "RebuildNovaServer", Failures: []sagatest.Failure{
 //				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "no valid host"),
 //				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuilding"}),
 //			}},
@@ -42,7 +44,10 @@
 //		t.Run("succeeds", rebuild.RunSuccess)
 //		t.Run("step fails", rebuild.RunFailures)
 //		t.Run("retry", rebuild.RunRetries)
+//		t.Run("cancelled", rebuild.RunCancellations)
 //	}
+//
+// Then record its history for the replay test (workflows/testdata/README.md).
 //
 // A new Nova action needs its default notification in novaActions below.
 package sagatest

@@ -51,6 +51,10 @@ type Step struct {
 	// Failures are the other ways the step can fail (notifications, the
 	// reconciliation read).
 	Failures []Failure
+	// Waits names the Nova action (CreateNovaServer, ConfirmResize...)
+	// whose notification the step waits for, if it does: RunCancellations
+	// cancels the saga during that wait.
+	Waits string
 }
 
 // Failure is one way to make a step fail.
@@ -223,7 +227,7 @@ func (s Saga) Compensations(i int) (names, calls []string) {
 
 // CheckFailure checks the outcome of a run in which step i (from 0) failed
 // with f.
-func (s Saga) CheckFailure(t *testing.T, o Outcome, i int, f Failure) {
+func (s Saga) CheckFailure(t testing.TB, o Outcome, i int, f Failure) {
 	t.Helper()
 	st := s.Steps[i]
 	wantNames, wantCalls := s.Compensations(i)
@@ -271,6 +275,32 @@ func (s Saga) RunRetries(t *testing.T) {
 			at := slices.Index(want, st.Activity)
 			want = slices.Insert(want, at, st.Activity)
 			assert.Equal(t, want, o.Cloud.OpenStackCalls(), "the failed call was retried once, nothing undone")
+		})
+	}
+}
+
+// RunCancellations cancels the saga while each step that waits for Nova
+// waits (its notification lost), and checks that the compensations of the
+// steps before still ran, in reverse order, and that the saga failed with
+// a StepFailure saying "cancelled" - not with an error wrapping the
+// cancellation, which a real server would record as Canceled, dropping the
+// report.
+func (s Saga) RunCancellations(t *testing.T) {
+	for i, st := range s.Steps {
+		if st.Waits == "" {
+			continue
+		}
+		t.Run(fmt.Sprintf("%d_%s", i+1, st.Name), func(t *testing.T) {
+			o := s.Run(t, func(env *testsuite.TestWorkflowEnvironment, c *Cloud) {
+				c.Notify(st.Waits)
+				env.RegisterDelayedCallback(func() {
+					c.MarkFailure()
+					env.CancelWorkflow()
+				}, s.Input.EventTimeout/2)
+			})
+			require.False(t, temporal.IsCanceledError(o.Err), "the saga's error must not wrap the cancellation: %v", o.Err)
+			s.CheckFailure(t, o, i, Failure{Message: "cancelled"})
+			assert.Equal(t, "cancelled", RequireStepFailure(t, o.Err).Message)
 		})
 	}
 }
