@@ -55,9 +55,43 @@ func (o *op) step(f func(srv *server, b *batch)) bool {
 	}
 	b := s.notifier.batch()
 	f(srv, b)
+	flush := s.enqueue(srv, b)
 	s.mu.Unlock()
-	s.notifier.send(b)
+	if flush {
+		s.flush(srv)
+	}
 	return true
+}
+
+// enqueue queues a server's batch; it reports whether the caller must
+// flush (no other goroutine is). Caller holds s.mu.
+func (s *Sim) enqueue(srv *server, b *batch) bool {
+	if len(b.records) == 0 {
+		return false
+	}
+	srv.outbox = append(srv.outbox, b)
+	if srv.flushing {
+		return false
+	}
+	srv.flushing = true
+	return true
+}
+
+// flush publishes the server's queued batches in order, without holding
+// s.mu while publishing.
+func (s *Sim) flush(srv *server) {
+	for {
+		s.mu.Lock()
+		if len(srv.outbox) == 0 {
+			srv.flushing = false
+			s.mu.Unlock()
+			return
+		}
+		b := srv.outbox[0]
+		srv.outbox = srv.outbox[1:]
+		s.mu.Unlock()
+		s.notifier.send(b)
+	}
 }
 
 // setTask changes the task state and emits the instance.update Nova sends
@@ -306,8 +340,11 @@ func (s *Sim) startDelete(srv *server) {
 		s.mu.Lock()
 		b := s.notifier.batch()
 		b.instanceAction(src, srv, "delete", "end", instanceOpts{})
+		flush := s.enqueue(srv, b)
 		s.mu.Unlock()
-		s.notifier.send(b)
+		if flush {
+			s.flush(srv)
+		}
 	})
 }
 

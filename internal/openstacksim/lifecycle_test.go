@@ -36,6 +36,7 @@ func TestUncapturedOperations(t *testing.T) {
 	e.waitStatus(id, "ACTIVE")
 	step := func(name string, op func(), wantStatus string, want ...string) {
 		t.Helper()
+		e.waitQuiet()
 		e.sim.ResetNotifications()
 		op()
 		e.waitStatus(id, wantStatus)
@@ -133,6 +134,7 @@ func TestCeilometerEvents(t *testing.T) {
 	e := newEnv(t, Config{Formats: []string{FormatCeilometer}})
 	id := e.createServer("ceilo")
 	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
 	var types []string
 	for _, r := range e.pub.all() {
 		if r.topic != "ceilometer.event.sample" {

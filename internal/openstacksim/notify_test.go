@@ -149,6 +149,7 @@ func TestNotificationsMatchCaptures(t *testing.T) {
 		t.Helper()
 		wantV := capturedStream(t, scenario, notification.FormatVersioned)
 		wantL := capturedStream(t, scenario, notification.FormatLegacy)
+		e.waitQuiet()
 		e.sim.ResetNotifications()
 		instance := op()
 		deadline := time.Now().Add(5 * time.Second)

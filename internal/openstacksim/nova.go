@@ -382,6 +382,12 @@ type server struct {
 	gen int
 	// Ops in flight remember the request id that notifications carry.
 	requestID string
+	// outbox orders the server's notifications: batches are rendered under
+	// the Sim's lock and published outside it, one flusher at a time, so
+	// that an operation that starts while the previous one's last batch is
+	// on its way to Kafka cannot overtake it.
+	outbox   []*batch
+	flushing bool
 	// base is the URL the creating client used; legacy payloads link the
 	// image through it.
 	base string
@@ -1102,8 +1108,11 @@ func (s *Sim) updateServer(w http.ResponseWriter, r *http.Request, c *novaCall) 
 		b.update(fromAPI, srv, srv.vmState, srv.taskState, instanceOpts{newTask: srv.taskState, oldName: oldName})
 	}
 	view := s.serverView(srv, c, true)
+	flush := s.enqueue(srv, b)
 	s.mu.Unlock()
-	s.notifier.send(b)
+	if flush {
+		s.flush(srv)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"server": view})
 }
 

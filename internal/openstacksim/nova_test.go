@@ -329,6 +329,7 @@ func TestUpdateServerName(t *testing.T) {
 	ctx := context.Background()
 	id := e.createServer("before")
 	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
 	e.sim.ResetNotifications()
 	s, err := servers.Update(ctx, e.compute, id, servers.UpdateOpts{Name: "after"}).Extract()
 	if err != nil || s.Name != "after" {

@@ -186,6 +186,19 @@ func (e *env) waitNotifications(n int) []SentNotification {
 	return nil
 }
 
+// waitQuiet waits until no notification has been sent for a while: the
+// tail of an operation (its .end after the state change) is out.
+func (e *env) waitQuiet() {
+	e.t.Helper()
+	last, since := -1, time.Now()
+	for time.Since(since) < 30*time.Millisecond {
+		if n := len(e.sim.Notifications()); n != last {
+			last, since = n, time.Now()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // createServer boots a server on a new port of the tenant network, as the
 // capture did.
 func (e *env) createServer(name string) string {
