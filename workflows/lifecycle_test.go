@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -398,3 +399,21 @@ func TestLifecycleContinuesAsNew(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestLifecycleDuplicateOlderThanItsMemory(t *testing.T) {
+	// The lifecycle remembers the last 256 operation IDs; an older
+	// duplicate is stopped by Temporal refusing to reuse op/<id>.
+	r := newLifecycle(t)
+	seen := []string{rebootReq.OperationID}
+	for i := range 255 {
+		seen = append(seen, fmt.Sprintf("op-filler-%d", i))
+	}
+	second := request("op-reboot-2", cloudservers.OpReboot, cloudservers.RebootParams{Type: "hard"})
+	r.signalAt(time.Minute, second)      // pushes op-reboot out of the memory
+	r.signalAt(2*time.Minute, rebootReq) // the old duplicate
+	stillWaiting(t, r.run(t, workflows.LifecycleInput{Server: ptr(activeServer()), Queue: []cloudservers.Request{rebootReq}, Seen: seen}))
+
+	assert.Equal(t, 2, r.cloud.Count("RebootNovaServer"), "op-reboot and op-reboot-2, not op-reboot again")
+	assert.Equal(t, []string{"op-reboot running", "op-reboot succeeded", "op-reboot-2 running", "op-reboot-2 succeeded"}, r.opStatuses())
+	assert.Equal(t, cloudservers.StatusActive, r.cloud.PublishedServers()[len(r.cloud.PublishedServers())-1].Status, "the server is left as it was")
+}
