@@ -120,8 +120,8 @@ type Emit struct {
 	Fails bool
 }
 
-// End is the notification that ends an action successfully, one second
-// after it was asked for.
+// End is the notification that ends an action successfully, two seconds
+// after it was asked for (after the Update the Cloud sends at one).
 func End(eventType string) Emit {
 	return Emit{After: 2 * time.Second, Event: notification.Event{EventType: eventType, Priority: "INFO"}}
 }
