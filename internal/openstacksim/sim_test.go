@@ -142,15 +142,17 @@ func (e *env) nova(method, path string, body any) (int, http.Header, any) {
 		"OpenStack-API-Version": "compute 2.79", "X-OpenStack-Nova-API-Version": "2.79"})
 }
 
-// waitStatus waits for a server status using the notifications... no: the
-// simulator's own state, read without an API call so the call log stays
-// clean.
+// waitStatus waits for a server status, read from the simulator's state
+// without an API call so that the call log stays clean, and then for the
+// notifications of that step.
 func (e *env) waitStatus(id, want string) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		got := e.serverStatus(id)
 		if got == want {
+			// The state changes before the step's notifications are out.
+			e.waitQuiet()
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
