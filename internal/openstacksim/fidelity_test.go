@@ -24,7 +24,7 @@ import (
 // requests with the captured bodies, so that error messages can be
 // compared word for word.
 func TestCapturedWalk(t *testing.T) {
-	e := newEnv(t, Config{BootTime: 300 * time.Millisecond, DeleteTime: 300 * time.Millisecond,
+	e := newEnv(t, Config{BootTime: time.Second, DeleteTime: 600 * time.Millisecond, // slow enough to see BUILD and "deleting"
 		RebootTime: 50 * time.Millisecond, StopTime: 50 * time.Millisecond, StartTime: 50 * time.Millisecond,
 		ResizeTime: 50 * time.Millisecond, ConfirmTime: 50 * time.Millisecond})
 	ctx := context.Background()
