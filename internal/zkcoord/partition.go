@@ -67,6 +67,9 @@ func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candida
 	if partition < 0 {
 		return fmt.Errorf("partition %d: must not be negative", partition)
 	}
+	if run == nil {
+		return fmt.Errorf("partition %d: no run function", partition)
+	}
 	if err := checkCandidates(candidates); err != nil {
 		return fmt.Errorf("partition %d: %w", partition, err)
 	}

@@ -27,6 +27,9 @@ func (c *Coordinator) RunSingleton(ctx context.Context, name string, run RunFunc
 	if c.cfg.ProcessID == "" {
 		return fmt.Errorf("singleton %q: a process ID is required", name)
 	}
+	if run == nil {
+		return fmt.Errorf("singleton %q: no run function", name)
+	}
 	ctx, done, err := c.startLoop(ctx, "singleton "+name)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -391,23 +392,23 @@ func TestMisuse(t *testing.T) {
 	zkServer, log := zkAddr(t), newTestLog(t)
 	c := connectT(t, log, zkServer, testChroot(t), "x", 2*time.Second)
 	ctx := context.Background()
-	if err := c.OwnPartition(ctx, 0, []string{"a", "b"}, nil); !errors.Is(err, ErrNotCandidate) {
+	rec := newRecorder(t)
+	if err := c.OwnPartition(ctx, 0, []string{"a", "b"}, rec.run("x")); !errors.Is(err, ErrNotCandidate) {
 		t.Errorf("OwnPartition for a non-candidate = %v", err)
 	}
-	if err := c.OwnPartition(ctx, 0, []string{"x", "x"}, nil); err == nil {
+	if err := c.OwnPartition(ctx, 0, []string{"x", "x"}, rec.run("x")); err == nil {
 		t.Errorf("OwnPartition with a duplicate candidate accepted")
 	}
-	if err := c.OwnPartitions(ctx, DefaultAssignment(2, "a", "b"), nil); !errors.Is(err, ErrNotCandidate) {
+	if err := c.OwnPartitions(ctx, DefaultAssignment(2, "a", "b"), rec.run("x")); !errors.Is(err, ErrNotCandidate) {
 		t.Errorf("OwnPartitions for a process in no partition = %v", err)
 	}
-	rec := newRecorder(t)
 	background(t, func(ctx context.Context) error { return c.OwnPartition(ctx, 4, []string{"x"}, rec.run("x")) })
 	rec.mustWait("x", true, 1, 5*time.Second)
 	if err := c.OwnPartition(ctx, 4, []string{"x"}, rec.run("x")); !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("a second OwnPartition for the same partition = %v, want ErrAlreadyRunning", err)
 	}
 	c.Close()
-	if err := c.RunSingleton(ctx, "router", nil); !errors.Is(err, ErrClosed) {
+	if err := c.RunSingleton(ctx, "router", rec.run("x")); !errors.Is(err, ErrClosed) {
 		t.Errorf("RunSingleton after Close = %v", err)
 	}
 }
@@ -472,5 +473,68 @@ func TestFlappingPrimaryNeverOverlaps(t *testing.T) {
 	}
 	if o := rec.overlaps(); len(o) > 0 {
 		t.Errorf("overlapping owners: %v\n%s", o, rec.dump())
+	}
+}
+
+// A run that fails: a partition owner keeps its lock and calls run again
+// after a backoff with the same lease; a singleton leader steps down so a
+// standby can try.
+func TestRunReturningOnItsOwn(t *testing.T) {
+	zkServer, chroot, log := zkAddr(t), testChroot(t), newTestLog(t)
+	a := connectT(t, log, zkServer, chroot, "a", 2*time.Second)
+	b := connectT(t, log, zkServer, chroot, "b", 2*time.Second)
+
+	type call struct {
+		at    time.Time
+		lease Lease
+	}
+	calls := make(chan call, 10)
+	var n atomic.Int32
+	failOnce := func(ctx context.Context, l Lease) error {
+		calls <- call{time.Now(), l}
+		if n.Add(1) == 1 {
+			return errors.New("kafka unreachable")
+		}
+		<-ctx.Done()
+		return nil
+	}
+	background(t, func(ctx context.Context) error { return a.OwnPartition(ctx, 0, []string{"a", "b"}, failOnce) })
+	var first, second call
+	for i, c := range []*call{&first, &second} {
+		select {
+		case *c = <-calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run call %d did not come", i+1)
+		}
+	}
+	if first.lease != second.lease {
+		t.Errorf("run was called again with another lease: %+v then %+v", first.lease, second.lease)
+	}
+	if d := second.at.Sub(first.at); d < 900*time.Millisecond {
+		t.Errorf("run was called again after %v, want a backoff of 1s", d)
+	}
+
+	rec := newRecorder(t)
+	leaderFails := func(proc string) RunFunc {
+		return func(ctx context.Context, l Lease) error {
+			rec.add(proc, true, l)
+			defer rec.add(proc, false, l)
+			if proc == "a" {
+				return errors.New("cannot route")
+			}
+			<-ctx.Done()
+			return nil
+		}
+	}
+	background(t, func(ctx context.Context) error { return a.RunSingleton(ctx, "reaper", leaderFails("a")) })
+	rec.mustWait("a", true, 1, 5*time.Second)
+	background(t, func(ctx context.Context) error { return b.RunSingleton(ctx, "reaper", leaderFails("b")) })
+	rec.mustWait("b", true, 1, 5*time.Second)
+	st, err := b.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Singletons) != 1 || st.Singletons[0].Leader == nil || st.Singletons[0].Leader.Process != "b" {
+		t.Errorf("after the leader's run failed, status = %+v", st.Singletons)
 	}
 }
