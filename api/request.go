@@ -81,7 +81,7 @@ func jsonProblem(err error) (detail, field string) {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "the body ends early", ""
 	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+	if _, f, ok := strings.Cut(err.Error(), "json: unknown field "); ok {
 		f = strings.Trim(f, `"`)
 		return fmt.Sprintf("unknown field %q", f), f
 	}

@@ -474,7 +474,7 @@ type mutation struct {
 func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	customer := customerOf(c)
 	opID := idem.newID("operation")
-	if op, ok := s.rm.Operation(opID); ok && op.CustomerID == customer {
+	if op, ok := s.rm.Operation(opID); ok && op.CustomerID == customer && op.Error != notQueued {
 		// This very request was accepted before (its idempotency record
 		// was lost, or a twin was accepted concurrently): same answer.
 		s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
@@ -500,6 +500,10 @@ func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	s.rm.Accepted(server, &op, nil)
 	s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
 }
+
+// notQueued marks the operation record of a request Kafka did not take: a
+// retry with the same Idempotency-Key publishes it anew.
+const notQueued = "not accepted: the request could not be queued"
 
 func createdLocation(op cloudservers.Operation) string {
 	if op.Type == cloudservers.OpCreate {
@@ -532,7 +536,7 @@ func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *
 	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	now := s.now().UTC()
-	op.Status, op.Error, op.UpdatedAt, op.CompletedAt = cloudservers.OperationFailed, "not accepted: the request could not be queued", now, &now
+	op.Status, op.Error, op.UpdatedAt, op.CompletedAt = cloudservers.OperationFailed, notQueued, now, &now
 	_ = s.state.Send(cctx, cloudservers.TopicOperations, []byte(op.ID), mustJSON(op))
 	if server != nil {
 		server.Status, server.OperationID, server.Error, server.UpdatedAt = cloudservers.StatusDeleted, "", "not created: the request could not be queued", now

@@ -165,6 +165,11 @@ func checkAgainstSpec(t testing.TB, req *http.Request, reqBody []byte, rec *http
 	_, router := loadSpec(t)
 	r := req.Clone(context.Background())
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	var p api.Problem
+	_ = json.Unmarshal(rec.Body.Bytes(), &p)
+	if p.Code == api.CodeMethodNotAllowed || (p.Code == api.CodeNotFound && strings.HasPrefix(p.Detail, "no route ")) {
+		return // Gin has no such route; checkProblem checked the answer
+	}
 	route, params, err := router.FindRoute(r)
 	if err != nil {
 		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
