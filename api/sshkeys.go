@@ -52,7 +52,7 @@ type SSHKeyView struct {
 
 // CreateSSHKeyRequest is the body of POST /v1/ssh_keys.
 type CreateSSHKeyRequest struct {
-	Name      string `json:"name" example:"laptop"`                                                                           // 1-64 letters, digits, dots, underscores, @ or hyphens, starting with a letter or digit
+	Name      string `json:"name" example:"laptop"`                                                                                           // 1-64 letters, digits, dots, underscores, @ or hyphens, starting with a letter or digit
 	PublicKey string `json:"public_key" example:"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"` // one OpenSSH authorized_keys line, without options
 } // @name CreateSSHKeyRequest
 

@@ -17,8 +17,8 @@ type ServerView struct {
 	PrivateIPv4 string        `json:"private_ipv4,omitempty" example:"10.0.0.12"`
 	PublicIPv4  string        `json:"public_ipv4,omitempty" example:"172.24.4.20"`
 	OperationID string        `json:"operation_id,omitempty" example:"01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"` // the operation in flight
-	Operation   *OperationRef `json:"operation,omitempty"`                                                  // the operation in flight
-	Error       string        `json:"error,omitempty" example:"no valid host was found"`                    // why the last operation failed
+	Operation   *OperationRef `json:"operation,omitempty"`                                                   // the operation in flight
+	Error       string        `json:"error,omitempty" example:"no valid host was found"`                     // why the last operation failed
 	CreatedAt   time.Time     `json:"created_at"`
 	UpdatedAt   time.Time     `json:"updated_at"`
 	Links       Links         `json:"links"`
@@ -67,11 +67,11 @@ type OperationList struct {
 
 // CreateServerRequest is the body of POST /v1/servers.
 type CreateServerRequest struct {
-	Name   string `json:"name" example:"web-1"`                    // 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit
-	Size   string `json:"size" example:"s-1vcpu-64mb"`             // see GET /v1/sizes
-	Image  string `json:"image" example:"tiny"`                    // see GET /v1/images
-	Region string `json:"region" example:"region-one"`             // see GET /v1/regions
-	SSHKey string `json:"ssh_key,omitempty" example:"laptop"`      // an SSH key's ID or name (see /v1/ssh_keys)
+	Name   string `json:"name" example:"web-1"`               // 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit
+	Size   string `json:"size" example:"s-1vcpu-64mb"`        // see GET /v1/sizes
+	Image  string `json:"image" example:"tiny"`               // see GET /v1/images
+	Region string `json:"region" example:"region-one"`        // see GET /v1/regions
+	SSHKey string `json:"ssh_key,omitempty" example:"laptop"` // an SSH key's ID or name (see /v1/ssh_keys)
 	// SSHKeys is the list form of ssh_key (give one or the other); a server
 	// takes one key, the Nova keypair it boots with.
 	SSHKeys []string `json:"ssh_keys,omitempty" example:"laptop"`
