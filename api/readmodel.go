@@ -116,7 +116,20 @@ func NewReadModel() *ReadModel {
 
 // Run consumes the state topics from their beginning until ctx ends.
 func (rm *ReadModel) Run(ctx context.Context, kc sarama.Client, log *slog.Logger) error {
-	consumer, err := sarama.NewConsumerFromClient(kc)
+	// The consumer gets connections of its own: Kafka answers the requests
+	// of one connection in order, so offset queries (Sync) sharing a
+	// connection with the consumer's long-polling fetches would wait for
+	// them.
+	var addrs []string
+	for _, b := range kc.Brokers() {
+		addrs = append(addrs, b.Addr())
+	}
+	cc, err := sarama.NewClient(addrs, kc.Config())
+	if err != nil {
+		return fmt.Errorf("read model consumer: %w", err)
+	}
+	defer cc.Close()
+	consumer, err := sarama.NewConsumerFromClient(cc)
 	if err != nil {
 		return fmt.Errorf("read model consumer: %w", err)
 	}
@@ -280,6 +293,11 @@ func (rm *ReadModel) WaitFor(ctx context.Context, targets map[topicPartition]int
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
+			for tp, off := range targets {
+				if rm.next[tp] < off {
+					return fmt.Errorf("%w: %s/%d read up to %d of %d", err, tp.topic, tp.partition, rm.next[tp], off)
+				}
+			}
 			return err
 		}
 		waitCond(ctx, rm.changed)
