@@ -29,6 +29,8 @@ func commands() map[string]command {
 		"bridge": {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
 		"admin":  {"administration: create-key", runAdmin},
 		"dev":    {"run the whole system on this machine (what make run does)", runDev},
+
+		"servers": {"the customer CLI: create, list, get, delete, reboot, power-off, power-on, resize, keys... (-wait follows an operation)", runServersCLI},
 	}
 }
 
