@@ -11,6 +11,7 @@ go vet -tags integration ./...
 
 step "the checked-in OpenAPI spec matches the code (make docs)"
 scripts/docs-check.sh
+scripts/openapi-validate.sh
 
 step "unit and integration tests (-race) against a real stack"
 scripts/test-stack.sh go test -race -tags integration -count=1 -timeout 40m ./...
