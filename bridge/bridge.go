@@ -86,13 +86,19 @@ const (
 type handler func(ctx context.Context, msg *sarama.ConsumerMessage) error
 
 // consumePartition consumes topic/partition from the group's committed
-// offset (the oldest one when none is committed) until ctx ends, committing
-// after each message is handled. It stops at a message boundary: the
-// message in hand is finished and committed first.
+// offset until ctx ends, committing after each message is handled. It stops
+// at a message boundary: the message in hand is finished and committed
+// first.
+//
+// consumer is shared by all the partitions of one role (one fetch per
+// broker carries them all) and should sit on a client of its own: Kafka
+// answers a connection's requests in order, so a long-polling fetch would
+// hold back everything else sent on the same connection. kc (another
+// client) carries the offset commits.
 //
 // A group with no committed offset starts at the oldest message (nothing
 // is lost), or at the newest when fresh is FreshAtNewest.
-func consumePartition(ctx context.Context, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
+func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
 	om, err := sarama.NewOffsetManagerFromClient(group, kc)
 	if err != nil {
 		return fmt.Errorf("offset manager for %s: %w", group, err)
@@ -110,16 +116,13 @@ func consumePartition(ctx context.Context, kc sarama.Client, group, topic string
 			next = sarama.OffsetNewest
 		}
 	}
-	consumer, err := sarama.NewConsumerFromClient(kc)
-	if err != nil {
-		return fmt.Errorf("consumer: %w", err)
-	}
-	defer consumer.Close()
 	pc, err := consumer.ConsumePartition(topic, partition, next)
 	if err != nil {
 		return fmt.Errorf("consume %s/%d from %d: %w", topic, partition, next, err)
 	}
-	defer pc.AsyncClose()
+	// Close (not AsyncClose) drains the channels, so the partition is free
+	// for the next tenure when this returns.
+	defer pc.Close()
 	log = log.With("topic", topic, "partition", partition)
 	log.Info("consuming", "from", next)
 	for {

@@ -26,6 +26,11 @@ const RequestGroup = "cloudservers-bridge"
 
 // Requests hands requests to Temporal.
 type Requests struct {
+	// Kafka carries the offset commits; Consumer (on a client of its own,
+	// see consumePartition) fetches the partitions this process owns.
+	Kafka    sarama.Client
+	Consumer sarama.Consumer
+
 	// TaskQueue of the lifecycle workflows; default workflows.TaskQueue.
 	TaskQueue string
 	// Group commits the offsets; default RequestGroup.
@@ -41,13 +46,13 @@ type Requests struct {
 // ConsumePartition consumes one partition of the requests topic until ctx
 // ends. fence identifies the ownership tenure (ZooKeeper lock zxid) and is
 // written with every committed offset.
-func (r *Requests) ConsumePartition(ctx context.Context, kc sarama.Client, partition int32, owner string, fence int64) error {
+func (r *Requests) ConsumePartition(ctx context.Context, partition int32, owner string, fence int64) error {
 	meta := fmt.Sprintf("owner=%s fence=%d", owner, fence)
 	group := r.Group
 	if group == "" {
 		group = RequestGroup
 	}
-	return consumePartition(ctx, kc, group, cloudservers.TopicRequests, partition, meta, r.Fresh, r.handle, r.Log)
+	return consumePartition(ctx, r.Consumer, r.Kafka, group, cloudservers.TopicRequests, partition, meta, r.Fresh, r.handle, r.Log)
 }
 
 // DecodeRequest parses and checks a request message.

@@ -23,6 +23,11 @@ const RouterGroup = "cloudservers-router"
 
 // Router turns OpenStack notifications into signals to server lifecycles.
 type Router struct {
+	// Kafka carries the offset commits; Consumer (on a client of its own)
+	// fetches the notification topics.
+	Kafka    sarama.Client
+	Consumer sarama.Consumer
+
 	Temporal    Temporal
 	DeadLetters DeadLetters
 	Log         *slog.Logger
@@ -35,7 +40,7 @@ type Router struct {
 // Run consumes every partition of the notification topics until ctx ends,
 // resuming from the committed offsets, so a router taking over from another
 // loses nothing.
-func (r *Router) Run(ctx context.Context, kc sarama.Client) error {
+func (r *Router) Run(ctx context.Context) error {
 	topics := r.Topics
 	if len(topics) == 0 {
 		topics = cloudservers.NotificationTopics
@@ -44,7 +49,7 @@ func (r *Router) Run(ctx context.Context, kc sarama.Client) error {
 	var mu sync.Mutex
 	var errs []error
 	for _, topic := range topics {
-		parts, err := kc.Partitions(topic)
+		parts, err := r.Kafka.Partitions(topic)
 		if err != nil {
 			return fmt.Errorf("partitions of %s: %w", topic, err)
 		}
@@ -52,7 +57,7 @@ func (r *Router) Run(ctx context.Context, kc sarama.Client) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := consumePartition(ctx, kc, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, r.handle, r.Log); err != nil {
+				if err := consumePartition(ctx, r.Consumer, r.Kafka, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, r.handle, r.Log); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

@@ -122,6 +122,7 @@ func findRequest(t *testing.T, s *system, p int32, opID string) (cloudservers.Re
 		select {
 		case msg := <-pc.Messages():
 			var req cloudservers.Request
+			t.Logf("requests/%d@%d: %s", p, msg.Offset, msg.Value)
 			if json.Unmarshal(msg.Value, &req) == nil && req.OperationID == opID {
 				return req, string(msg.Key)
 			}

@@ -76,6 +76,8 @@ func startSystem(t *testing.T, opt options) *system {
 	run := uuid.NewString()[:8]
 	s := &system{t: t, ends: ends, taskQueue: "e2e-" + run, customer: "e2e-customer-" + run}
 
+	began := time.Now()
+	step := func(what string) { t.Logf("%6.2fs %s", time.Since(began).Seconds(), what) }
 	producer, err := kafka.NewProducer(ends.Kafka, "e2e-"+run)
 	must(t, err)
 	t.Cleanup(func() { producer.Close() })
@@ -98,6 +100,7 @@ func startSystem(t *testing.T, opt options) *system {
 	}, gophercloud.EndpointOpts{Region: "RegionOne"})
 	must(t, err)
 
+	step("simulator up")
 	// The worker, on this test's own task queue.
 	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: nil})
 	must(t, err)
@@ -107,15 +110,18 @@ func startSystem(t *testing.T, opt options) *system {
 	must(t, w.Start())
 	t.Cleanup(w.Stop)
 
+	step("worker started")
 	// Fresh consumer groups positioned at the current ends of the topics:
 	// this test handles only what it produces.
 	requestGroup, routerGroup := "e2e-bridge-"+run, "e2e-router-"+run
 	s.startOffsets = commitEnds(t, s.kafka, requestGroup, []string{cloudservers.TopicRequests})[cloudservers.TopicRequests]
 	commitEnds(t, s.kafka, routerGroup, cloudservers.NotificationTopics)
 
-	s.requests = &bridge.Requests{TaskQueue: s.taskQueue, Group: requestGroup, Temporal: s.temporal, DeadLetters: producer,
-		Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
-	s.router = &bridge.Router{Group: routerGroup, Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
+	step("consumer groups positioned")
+	s.requests = &bridge.Requests{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-requests-"+run, log), TaskQueue: s.taskQueue, Group: requestGroup,
+		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
+	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup,
+		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
 	// Two bridge processes share the partitions through ZooKeeper.
 	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)
@@ -130,24 +136,28 @@ func startSystem(t *testing.T, opt options) *system {
 		go func() {
 			defer wg.Done()
 			_ = coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
-				return s.requests.ConsumePartition(ctx, s.kafka, lease.Partition, id, lease.Fence)
+				return s.requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
 			})
 		}()
 		go func() {
 			defer wg.Done()
 			_ = coord.RunSingleton(ctx, "router", func(ctx context.Context, _ zkcoord.Lease) error {
-				return s.router.Run(ctx, s.kafka)
+				return s.router.Run(ctx)
 			})
 		}()
 	}
 
+	step("bridges started")
 	// The API, with a key for this test's customer.
 	s.key = "cs_e2e_" + uuid.NewString()
 	rec, _ := json.Marshal(api.APIKey{Hash: api.HashKey(s.key), CustomerID: s.customer, Name: "e2e", CreatedAt: time.Now()})
 	must(t, producer.Send(ctx, cloudservers.TopicAPIKeys, []byte(api.HashKey(s.key)), rec))
+	readClient, err := kafka.Connect(ctx, ends.Kafka, "e2e-readmodel-"+run, log)
+	must(t, err)
+	t.Cleanup(func() { readClient.Close() })
 	rm := api.NewReadModel()
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = rm.Run(ctx, s.kafka, log) }()
+	go func() { defer wg.Done(); _ = rm.Run(ctx, readClient, log) }()
 	apiSrv := httptest.NewServer(api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, s.kafka, partitioned, producer).Handler())
 	t.Cleanup(apiSrv.Close)
 	s.api = apiSrv.URL
@@ -157,6 +167,10 @@ func startSystem(t *testing.T, opt options) *system {
 		}
 		return nil
 	})
+	step("API ready")
+	// Stop the components before the clients they use are closed
+	// (cleanups run last-registered first).
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	return s
 }
 
@@ -168,6 +182,12 @@ func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) m
 	must(t, err)
 	defer om.Close()
 	out := map[string]map[int32]int64{}
+	var poms []sarama.PartitionOffsetManager
+	defer func() {
+		for _, pom := range poms {
+			pom.AsyncClose()
+		}
+	}()
 	for _, topic := range topics {
 		parts, err := kc.Partitions(topic)
 		must(t, err)
@@ -178,7 +198,7 @@ func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) m
 			pom, err := om.ManagePartition(topic, p)
 			must(t, err)
 			pom.MarkOffset(end, "e2e start")
-			pom.Close()
+			poms = append(poms, pom)
 			out[topic][p] = end
 		}
 	}
@@ -268,4 +288,16 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newConsumer returns a consumer on a Kafka client of its own, closed when
+// the test ends (after the components using it: cleanups run in reverse).
+func newConsumer(t *testing.T, brokers []string, clientID string, log *slog.Logger) sarama.Consumer {
+	t.Helper()
+	kc, err := kafka.Connect(context.Background(), brokers, clientID, log)
+	must(t, err)
+	c, err := sarama.NewConsumerFromClient(kc)
+	must(t, err)
+	t.Cleanup(func() { c.Close(); kc.Close() })
+	return c
 }

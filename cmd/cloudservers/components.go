@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/IBM/sarama"
 	"log/slog"
 	"net"
 	"net/http"
@@ -100,6 +101,13 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	defer state.Close()
+	// The read model fetches on a client of its own, so that its
+	// long-polling fetches never delay the offset lookups of Sync.
+	kcRead, err := kafka.Connect(ctx, brokers, "cloudservers-api-"+*replica+"-readmodel", log)
+	if err != nil {
+		return err
+	}
+	defer kcRead.Close()
 	rm := api.NewReadModel()
 	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, kc, requests, state)
 
@@ -113,7 +121,7 @@ func runAPI(ctx context.Context, args []string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := rm.Run(rmCtx, kc, log); err != nil {
+		if err := rm.Run(rmCtx, kcRead, log); err != nil {
 			log.Error("read model stopped", "error", err)
 		}
 	}()
@@ -236,8 +244,21 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	defer coord.Close()
 
-	requests := &bridge.Requests{Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: *eventTimeout}
-	router := &bridge.Router{Temporal: tc, DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
+	// Each consuming role fetches on a Kafka client of its own: Kafka
+	// answers one connection's requests in order, and a long-polling fetch
+	// must not hold back the other role's fetches or the offset commits.
+	reqConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+*id+"-requests", log)
+	if err != nil {
+		return err
+	}
+	defer reqConsumer.Close()
+	routerConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+*id+"-router", log)
+	if err != nil {
+		return err
+	}
+	defer routerConsumer.Close()
+	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: *eventTimeout}
+	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Temporal: tc, DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
 	if *statusListen != "" {
 		stop, err := serveStatus(*statusListen, log, func(ctx context.Context) (any, error) {
 			st, err := coord.Status(ctx)
@@ -256,7 +277,7 @@ func runBridge(ctx context.Context, args []string) error {
 		errs[0] = coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
 			log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
 			defer log.Info("partition released", "partition", lease.Partition)
-			return requests.ConsumePartition(ctx, kc, lease.Partition, *id, lease.Fence)
+			return requests.ConsumePartition(ctx, lease.Partition, *id, lease.Fence)
 		})
 	}()
 	go func() {
@@ -264,7 +285,7 @@ func runBridge(ctx context.Context, args []string) error {
 		errs[1] = coord.RunSingleton(ctx, "router", func(ctx context.Context, lease zkcoord.Lease) error {
 			log.Info("leading the notification router", "fence", lease.Fence)
 			defer log.Info("router leadership ended")
-			return router.Run(ctx, kc)
+			return router.Run(ctx)
 		})
 	}()
 	wg.Wait()
@@ -389,4 +410,30 @@ func serveStatus(addr string, log *slog.Logger, status func(context.Context) (an
 		_ = hs.Shutdown(ctx)
 		<-done
 	}, nil
+}
+
+// consumer is a sarama consumer with the client it owns.
+type consumer struct {
+	sarama.Consumer
+	client sarama.Client
+}
+
+func (c consumer) Close() error {
+	err := c.Consumer.Close()
+	c.client.Close()
+	return err
+}
+
+// newConsumer returns a consumer on a Kafka client of its own.
+func newConsumer(ctx context.Context, brokers []string, clientID string, log *slog.Logger) (consumer, error) {
+	kc, err := kafka.Connect(ctx, brokers, clientID, log)
+	if err != nil {
+		return consumer{}, err
+	}
+	c, err := sarama.NewConsumerFromClient(kc)
+	if err != nil {
+		kc.Close()
+		return consumer{}, err
+	}
+	return consumer{Consumer: c, client: kc}, nil
 }
