@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -94,7 +95,7 @@ func (s *Server) beginMutation(c *gin.Context, body []byte) (*idempotency, bool)
 		return idem, true
 	}
 	if rec.BodyHash != idem.fingerprint {
-		s.abort(c, errorf(CodeIdempotencyReuse, fmt.Sprintf("this Idempotency-Key was used with a different request (%s %s) in the last %s; use a new key", rec.Method, rec.Path, s.cfg.IdempotencyTTL), "Idempotency-Key"))
+		s.abort(c, errorf(CodeIdempotencyReuse, fmt.Sprintf("this Idempotency-Key was used with a different request (%s %s) in the last %s; use a new key", rec.Method, rec.Path, humanDuration(s.cfg.IdempotencyTTL)), "Idempotency-Key"))
 		return nil, false
 	}
 	s.replay(c, rec)
@@ -193,4 +194,15 @@ func unavailable() *Error {
 	e := errorf(CodeUnavailable, "the request could not be queued; retry shortly (with the same Idempotency-Key)")
 	e.RetryAfter = 2
 	return e
+}
+
+// humanDuration writes whole hours and minutes as "24h" or "90m".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }

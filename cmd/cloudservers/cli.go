@@ -235,14 +235,20 @@ func (c *cli) server(ctx context.Context, ref string) (string, error) {
 	if _, err := uuid.Parse(ref); err == nil {
 		return ref, nil
 	}
-	all, err := c.client.ListServers(ctx, "")
-	if err != nil {
-		return "", err
-	}
 	var ids []string
-	for _, s := range all {
-		if s.Name == ref {
-			ids = append(ids, s.ID)
+	// Live servers first; a deleted one only when no live one has the name.
+	for _, status := range []string{"", "deleted"} {
+		all, err := c.client.ListServers(ctx, status)
+		if err != nil {
+			return "", err
+		}
+		for _, s := range all {
+			if s.Name == ref {
+				ids = append(ids, s.ID)
+			}
+		}
+		if len(ids) > 0 {
+			break
 		}
 	}
 	switch len(ids) {

@@ -102,7 +102,7 @@ func (f *fakeCloud) lifecycle(ctx context.Context, t *testing.T) {
 func startFakeCloud(t *testing.T) (base, key string) {
 	t.Helper()
 	f := &fakeCloud{rm: api.NewReadModel(), offsets: map[string]int64{}, requests: make(chan cloudservers.Request, 16)}
-	s := api.New(api.Config{Catalog: cloudservers.DefaultCatalog()}, nil, f.rm, nil, f, f)
+	s := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), RateLimit: 1000, RateBurst: 1000}, nil, f.rm, nil, f, f)
 	secret, rec, _ := api.NewAPIKey("cli-customer", "test", false, time.Now())
 	b, _ := json.Marshal(rec)
 	_ = f.Send(context.Background(), cloudservers.TopicAPIKeys, []byte(rec.Hash), b)

@@ -158,7 +158,7 @@ type Progress struct {
 // a dropped stream is resumed where it stopped). It returns the finished
 // operation; a failed operation is not an error of Follow.
 func (c *Client) Follow(ctx context.Context, opID string, progress func(Progress)) (api.OperationView, error) {
-	s, err := c.Subscribe(ctx, "")
+	s, err := c.resubscribe(ctx, "")
 	if err != nil {
 		return api.OperationView{}, err
 	}
@@ -226,7 +226,8 @@ func (c *Client) Follow(ctx context.Context, opID string, progress func(Progress
 	return op, nil
 }
 
-// resubscribe reopens the stream with backoff.
+// resubscribe opens the stream, retrying with backoff what may pass
+// (429, 5xx, network errors).
 func (c *Client) resubscribe(ctx context.Context, lastID string) (*Stream, error) {
 	backoff := 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
