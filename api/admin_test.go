@@ -102,4 +102,94 @@ func TestBodyLimit(t *testing.T) {
 	big := `{"name":"` + string(make([]byte, 200)) + `"}`
 	expect(t, e.do(req{method: "POST", path: "/v1/servers", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
+	expect(t, e.do(req{method: "POST", path: "/v1/servers/0193a0e4-0000-7000-8000-000000000000/actions", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
+	expect(t, e.do(req{method: "POST", path: "/admin/v1/customers/c/keys", key: e.admin, body: big}), 413, api.CodeTooLarge, nil)
+}
+
+// specRoutes lists every operation of the spec with its path parameters
+// filled in with resources of alice.
+func specRoutes(t *testing.T, e *env) [][2]string {
+	doc, _ := loadSpec(t)
+	server := e.activeServer(e.alice, "route")
+	var op api.OperationView
+	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + server + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 202, "", &op)
+	var out [][2]string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			p := strings.NewReplacer("{customer_id}", "alice", "{id}", server).Replace(path)
+			if strings.HasPrefix(path, "/v1/operations/") {
+				p = "/v1/operations/" + op.ID
+			}
+			if strings.HasPrefix(path, "/v1/ssh_keys/") {
+				p = "/v1/ssh_keys/some-key"
+			}
+			out = append(out, [2]string{method, p})
+		}
+	}
+	return out
+}
+
+// Every authenticated route refuses a request without a valid key, and
+// counts against the key's rate limit.
+func TestEveryRouteAuthAndRateLimit(t *testing.T) {
+	e := newEnv(t, api.Config{RateLimit: 0.001, RateBurst: 2})
+	routes := specRoutes(t, e) // takes alice's two requests
+	// The admin key has its own bucket: spend it.
+	expect(t, e.do(req{method: "GET", path: "/v1/sizes", key: e.admin}), 200, "", nil)
+	expect(t, e.do(req{method: "GET", path: "/v1/sizes", key: e.admin}), 200, "", nil)
+	for _, r := range routes {
+		method, path := r[0], r[1]
+		if !strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/admin/") {
+			continue
+		}
+		t.Run(method+" "+path, func(t *testing.T) {
+			var body any
+			if method == "POST" {
+				body = map[string]any{}
+			}
+			expect(t, e.do(req{method: method, path: path, body: body}), 401, api.CodeUnauthorized, nil)
+			key := e.alice
+			if strings.HasPrefix(path, "/admin/") {
+				key = e.admin
+			}
+			r := e.do(req{method: method, path: path, key: key, body: body})
+			expect(t, r, 429, api.CodeRateLimited, nil)
+			if r.Header().Get("Retry-After") == "" {
+				t.Error("no Retry-After")
+			}
+		})
+	}
+}
+
+// Another customer's resources do not exist for bob, on every route that
+// names one; on the lists he sees only his own.
+func TestIsolationEveryRoute(t *testing.T) {
+	e := newEnv(t, api.Config{})
+	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: map[string]any{"name": "some-key", "public_key": testKeys[0]}}), 201, "", nil)
+	covered := 0
+	for _, r := range specRoutes(t, e) {
+		method, path := r[0], r[1]
+		if !strings.HasPrefix(path, "/v1/") || strings.Count(path, "/") < 3 {
+			continue // not a route naming a resource
+		}
+		var body any
+		if method == "POST" {
+			body = map[string]any{"type": "power_off"}
+		}
+		rec := e.do(req{method: method, path: path, key: e.bob, body: body})
+		if rec.Code != 404 {
+			t.Errorf("bob's %s %s on alice's resource: %d %s", method, path, rec.Code, rec.Body)
+		}
+		covered++
+	}
+	if covered != 7 {
+		t.Errorf("%d routes naming a resource; new ones must be covered here", covered)
+	}
+	// The lists and the stream show bob nothing of alice's.
+	for _, p := range []string{"/v1/servers", "/v1/servers?status=active", "/v1/ssh_keys"} {
+		r := e.do(req{method: "GET", path: p, key: e.bob})
+		if r.Code != 200 || strings.Contains(r.Body.String(), "route") || strings.Contains(r.Body.String(), "some-key") {
+			t.Errorf("bob's %s: %d %s", p, r.Code, r.Body)
+		}
+	}
 }

@@ -50,6 +50,7 @@ func openStream(t testing.TB, base, key, lastID string) *stream {
 		cancel()
 		t.Fatal(err)
 	}
+	seen.add("GET", "/v1/events", resp.StatusCode)
 	s := &stream{resp: resp, events: make(chan sseEvent, 1000), cancel: cancel, done: make(chan struct{})}
 	if resp.StatusCode != 200 {
 		close(s.events)

@@ -15,6 +15,7 @@ func TestIdempotencyEveryMutation(t *testing.T) {
 	e := newEnv(t, api.Config{})
 	server := e.activeServer(e.alice, "base")
 	other := e.activeServer(e.alice, "other")
+	third := e.activeServer(e.alice, "third")
 	for _, tc := range []struct {
 		name          string
 		method, path  string
@@ -49,6 +50,7 @@ func TestIdempotencyEveryMutation(t *testing.T) {
 				expect(t, e.do(req{method: tc.method, path: tc.path, key: e.alice, body: tc.another, header: idem(key)}), 422, api.CodeIdempotencyReuse, nil, "Idempotency-Key")
 			}
 			expect(t, e.do(req{method: "POST", path: "/v1/servers/" + other + "/actions", key: e.alice, body: map[string]any{"type": "power_off"}, header: idem(key)}), 422, api.CodeIdempotencyReuse, nil)
+			expect(t, e.do(req{method: "DELETE", path: "/v1/servers/" + third, key: e.alice, header: idem(key)}), 422, api.CodeIdempotencyReuse, nil)
 			// Keys are per customer: bob's same key is his own.
 			if tc.method == "POST" && !strings.Contains(tc.path, "actions") {
 				expect(t, e.do(req{method: tc.method, path: tc.path, key: e.bob, body: tc.body, header: idem(key)}), first.Code, "", nil)
@@ -64,6 +66,7 @@ func TestIdempotencyEveryMutation(t *testing.T) {
 			t.Error("not a replay")
 		}
 		expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/gone", key: e.alice}), 404, api.CodeNotFound, nil)
+		expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/k1", key: e.alice, header: idem("del")}), 422, api.CodeIdempotencyReuse, nil)
 	})
 }
 

@@ -550,6 +550,11 @@ func TestKafkaDown(t *testing.T) {
 	}
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 202, "", nil)
 
+	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: map[string]any{"name": "k", "public_key": testKeys[0]}}), 201, "", nil)
 	e.kafka.failTopic(api.TopicSSHKeys, errKafkaDown)
-	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: map[string]any{"name": "k", "public_key": testKeys[0]}}), 503, api.CodeUnavailable, nil)
+	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: map[string]any{"name": "k2", "public_key": testKeys[1]}}), 503, api.CodeUnavailable, nil)
+	expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/k", key: e.alice}), 503, api.CodeUnavailable, nil)
+	e.clock.advance(time.Hour) // the reboot above is no longer taken as in flight
+	e.kafka.failTopic(cloudservers.TopicOperations, errKafkaDown)
+	expect(t, e.do(req{method: "DELETE", path: "/v1/servers/" + id, key: e.alice}), 503, api.CodeUnavailable, nil)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -177,6 +179,7 @@ func checkAgainstSpec(t testing.TB, req *http.Request, reqBody []byte, rec *http
 		}
 		return
 	}
+	seen.add(req.Method, route.Path, rec.Code)
 	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: opts}
 	if rec.Code < 400 {
@@ -192,4 +195,51 @@ func checkAgainstSpec(t testing.TB, req *http.Request, reqBody []byte, rec *http
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		t.Errorf("%s %s: the answer %d does not match the spec: %v\n%s", req.Method, req.URL, rec.Code, err, rec.Body.String())
 	}
+}
+
+// seen records which documented answers the tests produced: TestMain
+// checks that every one was (when the whole suite runs).
+var seen = &coverage{m: map[string]bool{}}
+
+type coverage struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (c *coverage) add(method, path string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[fmt.Sprintf("%s %s %d", method, path, status)] = true
+}
+
+// missing lists the documented answers no test produced.
+func (c *coverage) missing() []string {
+	doc := spec.doc
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for code := range op.Responses.Map() {
+				if !c.m[method+" "+path+" "+code] {
+					out = append(out, method+" "+path+" "+code)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 && flag.Lookup("test.run").Value.String() == "" && !testing.Short() {
+		// The whole suite ran: every documented answer must have been
+		// produced (and validated against the spec) by some test.
+		if missing := seen.missing(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "documented answers no test produces:\n  %s\n", strings.Join(missing, "\n  "))
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -65,6 +65,7 @@ func TestSSHKeys(t *testing.T) {
 	expect(t, e.do(req{method: "GET", path: "/v1/ssh_keys/" + k.ID, key: e.bob}), 404, api.CodeNotFound, nil)
 	expect(t, e.do(req{method: "GET", path: "/v1/ssh_keys/laptop", key: e.bob}), 404, api.CodeNotFound, nil)
 	expect(t, e.do(req{method: "GET", path: "/v1/ssh_keys/-bad-", key: e.alice}), 400, api.CodeInvalidRequest, nil, "id")
+	expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/a%20b", key: e.alice}), 400, api.CodeInvalidRequest, nil, "id")
 	expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/" + k.ID, key: e.bob}), 404, api.CodeNotFound, nil)
 	// Bob may use the same name and even the same key.
 	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.bob, body: map[string]any{"name": "laptop", "public_key": testKeys[0]}}), 201, "", nil)
