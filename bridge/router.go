@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/notification"
@@ -35,6 +39,18 @@ type Router struct {
 	Topics      []string // default cloudservers.NotificationTopics
 	Group       string   // commits the offsets; default RouterGroup
 	Fresh       FreshStart
+	// Visibility finds the server of an instance in Temporal (by the
+	// NovaInstanceId search attribute) for notifications that carry only
+	// the instance's UUID; nil disables that fallback.
+	Visibility Visibility
+
+	once      sync.Once
+	instances *lru.Cache[string, string] // Nova instance UUID -> server ID
+}
+
+// Visibility is the part of the Temporal client that lists workflows.
+type Visibility interface {
+	ListWorkflow(ctx context.Context, request *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
 }
 
 // Run consumes every partition of the notification topics until ctx ends,
@@ -93,7 +109,7 @@ func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 		r.Stats.DeadLetters.Add(1)
 		return nil
 	}
-	serverID, ok := ServerOf(ev)
+	serverID, ok := r.serverOf(ctx, ev)
 	if !ok {
 		r.Stats.Skipped.Add(1)
 		return nil
@@ -111,4 +127,59 @@ func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 	r.Stats.Delivered.Add(1)
 	r.Log.Debug("routed", "event", ev.EventType, "server", serverID, "instance", ev.InstanceID)
 	return nil
+}
+
+// serverOf finds the server of a notification. Most carry the instance's
+// name or metadata; some (compute_task.build_instances.error, which tells
+// why a build found no host) carry only the instance UUID. Those are
+// resolved from the instances seen before, then from Temporal, where the
+// create saga records the NovaInstanceId as soon as Nova answers.
+func (r *Router) serverOf(ctx context.Context, ev notification.Event) (string, bool) {
+	r.once.Do(func() { r.instances, _ = lru.New[string, string](100_000) })
+	if id, ok := ServerOf(ev); ok {
+		if ev.InstanceID != "" {
+			r.instances.Add(ev.InstanceID, id)
+		}
+		return id, true
+	}
+	if ev.InstanceID == "" {
+		return "", false
+	}
+	if id, ok := r.instances.Get(ev.InstanceID); ok {
+		return id, true
+	}
+	if r.Visibility == nil {
+		return "", false
+	}
+	id, err := r.lookupInstance(ctx, ev.InstanceID)
+	if err != nil {
+		r.Log.Warn("cannot look up the server of an instance", "instance", ev.InstanceID, "event", ev.EventType, "error", err)
+		return "", false
+	}
+	if id == "" {
+		return "", false
+	}
+	r.instances.Add(ev.InstanceID, id)
+	return id, true
+}
+
+func (r *Router) lookupInstance(ctx context.Context, instanceID string) (string, error) {
+	if _, err := uuid.Parse(instanceID); err != nil {
+		return "", nil // not a Nova UUID: not ours, and not safe to put in a query
+	}
+	resp, err := r.Visibility.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query:    fmt.Sprintf("NovaInstanceId = '%s'", instanceID),
+		PageSize: 1,
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, e := range resp.GetExecutions() {
+		p := e.GetSearchAttributes().GetIndexedFields()["ServerId"]
+		var id string
+		if p != nil && converter.GetDefaultDataConverter().FromPayload(p, &id) == nil && id != "" {
+			return id, nil
+		}
+	}
+	return "", nil
 }

@@ -121,7 +121,7 @@ func startSystem(t *testing.T, opt options) *system {
 	s.requests = &bridge.Requests{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-requests-"+run, log), TaskQueue: s.taskQueue, Group: requestGroup,
 		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
 	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup,
-		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
+		Temporal: s.temporal, Visibility: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
 	// Two bridge processes share the partitions through ZooKeeper.
 	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)

@@ -45,11 +45,13 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 	defer cancelTimer()
 	timer := workflow.NewTimer(timerCtx, timeout)
 	var latest *notification.Event // the newest relevant instance.update, by Nova's timestamp
+	var errored workflow.Future    // running while an update to ERROR waits for its .error event
 	for {
 		var (
-			ev       notification.Event
-			got      bool
-			timedOut bool
+			ev           notification.Event
+			got          bool
+			timedOut     bool
+			graceExpired bool
 		)
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
@@ -57,9 +59,15 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			got = true
 		})
 		sel.AddFuture(timer, func(workflow.Future) { timedOut = true })
+		if errored != nil {
+			sel.AddFuture(errored, func(workflow.Future) { graceExpired = true })
+		}
 		sel.Select(ctx)
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if graceExpired {
+			return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(*latest))
 		}
 		if timedOut {
 			return reconcile(ctx, exp, timeout, latest)
@@ -80,12 +88,25 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 				e := ev
 				latest = &e
 				if ev.State == "error" {
-					return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(ev))
+					// The update rarely carries the fault; the .error
+					// event that follows it does. Wait briefly for that
+					// one, so the customer learns why (histories from
+					// before this change failed at once).
+					if ev.Fault != "" || workflow.GetVersion(ctx, "error-update-waits-for-fault", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+						return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(ev))
+					}
+					if errored == nil {
+						errored = workflow.NewTimer(timerCtx, min(errorFaultGrace, timeout))
+					}
 				}
 			}
 		}
 	}
 }
+
+// errorFaultGrace is how long an update to ERROR waits for the .error
+// event that carries the fault.
+const errorFaultGrace = 15 * time.Second
 
 func (exp Expectation) matches(ev notification.Event) bool {
 	if ev.InstanceID != "" && ev.InstanceID != exp.Action.InstanceID {
@@ -100,6 +121,9 @@ func (exp Expectation) matches(ev notification.Event) bool {
 }
 
 func faultOf(ev notification.Event) string {
+	if ev.Fault != "" && ev.FaultException != "" {
+		return ev.FaultException + ": " + ev.Fault
+	}
 	if ev.Fault != "" {
 		return ev.Fault
 	}

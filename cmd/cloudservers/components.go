@@ -258,7 +258,7 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	defer routerConsumer.Close()
 	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: *eventTimeout}
-	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Temporal: tc, DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
+	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Temporal: tc, Visibility: tc, DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
 	if *statusListen != "" {
 		stop, err := serveStatus(*statusListen, log, func(ctx context.Context) (any, error) {
 			st, err := coord.Status(ctx)
