@@ -224,7 +224,7 @@ func runBridge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := asg.Validate(int32(len(parts)), nil); err != nil {
+	if err := asg.Validate(int32(len(parts)), processList(*processes, asg)); err != nil {
 		return fmt.Errorf("assignment: %w", err)
 	}
 	dl, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-bridge-"+*id, false, log)
@@ -436,4 +436,23 @@ func newConsumer(ctx context.Context, brokers []string, clientID string, log *sl
 		return consumer{}, err
 	}
 	return consumer{Consumer: c, client: kc}, nil
+}
+
+// processList is the -processes list, or every process the assignment
+// names when only -assignment was given.
+func processList(processes string, asg zkcoord.Assignment) []string {
+	if processes != "" {
+		return strings.Split(processes, ",")
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range asg.Partitions() {
+		for _, proc := range asg[p] {
+			if !seen[proc] {
+				seen[proc] = true
+				out = append(out, proc)
+			}
+		}
+	}
+	return out
 }
