@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/internal/notification"
 )
 
 // TaskQueue is the one task queue the worker polls.
@@ -59,7 +58,6 @@ type LifecycleInput struct {
 	Server *cloudservers.Server   `json:"server,omitempty"`
 	Queue  []cloudservers.Request `json:"queue,omitempty"`
 	Seen   []string               `json:"seen,omitempty"`
-	Events []notification.Event   `json:"events,omitempty"`
 }
 
 // DefaultEventTimeout is how long a saga waits for a notification before it
