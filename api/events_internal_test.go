@@ -1,7 +1,11 @@
 package api
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
 
 	"github.com/cloudservers/cloudservers"
 )
@@ -68,5 +72,37 @@ func TestHistoryRing(t *testing.T) {
 	_, backlog, gap, _ = b.subscribe("alice", vector{{cloudservers.TopicServers, 0}: 1}, true)
 	if !gap || len(backlog) != 3 {
 		t.Errorf("from 1: gap %v, %d events", gap, len(backlog))
+	}
+}
+
+type fakeOffsets map[string]int64 // topic -> end offset of its one partition
+
+func (f fakeOffsets) Partitions(topic string) ([]int32, error) {
+	if _, ok := f[topic]; !ok {
+		return nil, sarama.ErrUnknownTopicOrPartition
+	}
+	return []int32{0}, nil
+}
+
+func (f fakeOffsets) GetOffset(topic string, _ int32, _ int64) (int64, error) { return f[topic], nil }
+
+// The read model serves without a state topic that does not exist yet
+// (the SSH keys topic until the stack creates it).
+func TestMissingTopicTolerated(t *testing.T) {
+	kc := fakeOffsets{cloudservers.TopicServers: 2}
+	targets, missing, err := endOffsets(kc, []string{cloudservers.TopicServers, TopicSSHKeys})
+	if err != nil || len(targets) != 1 || len(missing) != 1 || missing[0] != TopicSSHKeys {
+		t.Fatalf("targets %v missing %v err %v", targets, missing, err)
+	}
+	rm := NewReadModel()
+	rm.consuming[topicPartition{cloudservers.TopicServers, 0}] = true
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := rm.Sync(ctx, kc); err == nil {
+		t.Fatal("synced without having read the servers topic")
+	}
+	_ = rm.ApplyRecord(cloudservers.TopicServers, 0, 1, []byte("s"), []byte(`{"id":"s","customer_id":"c"}`))
+	if err := rm.Sync(context.Background(), kc); err != nil {
+		t.Fatalf("sync: %v", err)
 	}
 }

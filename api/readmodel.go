@@ -624,6 +624,15 @@ func (rm *ReadModel) Sync(ctx context.Context, kc Offsets) error {
 	if kc == nil {
 		return nil
 	}
+	// Only the partitions consumed: a topic that does not exist yet would
+	// cost a metadata refresh with retries on every call, and one that
+	// appeared is picked up by Run's discovery.
+	rm.mu.RLock()
+	tps := make([]topicPartition, 0, len(rm.consuming))
+	for tp := range rm.consuming {
+		tps = append(tps, tp)
+	}
+	rm.mu.RUnlock()
 	type result struct {
 		targets map[topicPartition]int64
 		err     error
@@ -632,8 +641,16 @@ func (rm *ReadModel) Sync(ctx context.Context, kc Offsets) error {
 	// them, and this bounds the wait for them.
 	res := make(chan result, 1)
 	go func() {
-		t, _, err := endOffsets(kc, rm.topics)
-		res <- result{t, err}
+		targets := make(map[topicPartition]int64, len(tps))
+		for _, tp := range tps {
+			off, err := kc.GetOffset(tp.topic, tp.partition, sarama.OffsetNewest)
+			if err != nil {
+				res <- result{nil, fmt.Errorf("end of %s/%d: %w", tp.topic, tp.partition, err)}
+				return
+			}
+			targets[tp] = off
+		}
+		res <- result{targets, nil}
 	}()
 	var r result
 	select {
@@ -644,12 +661,5 @@ func (rm *ReadModel) Sync(ctx context.Context, kc Offsets) error {
 	if r.err != nil {
 		return r.err
 	}
-	rm.mu.RLock()
-	for tp := range r.targets {
-		if !rm.consuming[tp] {
-			delete(r.targets, tp) // appeared since the last discovery
-		}
-	}
-	rm.mu.RUnlock()
 	return rm.WaitFor(ctx, r.targets)
 }
