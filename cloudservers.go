@@ -23,6 +23,8 @@ const (
 	// TopicIdempotency holds the API's idempotency records, keyed by
 	// customer and Idempotency-Key.
 	TopicIdempotency = "cloudservers.idempotency"
+	// TopicSSHKeys holds customers' SSH public keys, keyed by key ID.
+	TopicSSHKeys = "cloudservers.sshkeys"
 )
 
 // StateTopics are the compacted topics the API materializes.

@@ -18,7 +18,7 @@ import (
 
 // TopicSSHKeys holds customers' SSH public keys: compacted, keyed by key
 // ID; a deleted key is a tombstone.
-const TopicSSHKeys = "cloudservers.sshkeys"
+const TopicSSHKeys = cloudservers.TopicSSHKeys
 
 // NovaKeyName is the name of the Nova keypair a server boots with when it
 // was created with the SSH key id (CreateParams.KeyName). Keypairs belong to

@@ -274,8 +274,11 @@ func checkTopics(t *testing.T, brokers []string, requestPartitions int) {
 			}
 		}
 		wantPolicy := "compact"
-		if name == cloudservers.TopicRequests {
+		switch name {
+		case cloudservers.TopicRequests:
 			wantPolicy = "delete"
+		case cloudservers.TopicIdempotency:
+			wantPolicy = "compact,delete"
 		}
 		if policy != wantPolicy {
 			t.Errorf("topic %s: cleanup.policy=%q, want %q", name, policy, wantPolicy)

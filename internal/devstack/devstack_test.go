@@ -241,10 +241,14 @@ func TestTopics(t *testing.T) {
 	if byName[cloudservers.TopicRequests].Partitions != 8 {
 		t.Errorf("requests partitions: %+v", byName[cloudservers.TopicRequests])
 	}
-	for _, n := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations}, cloudservers.StateTopics...) {
-		if byName[n].Config["cleanup.policy"] != "compact" {
+	for _, n := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicSSHKeys}, cloudservers.StateTopics...) {
+		if !strings.HasPrefix(byName[n].Config["cleanup.policy"], "compact") {
 			t.Errorf("%s must be compacted: %+v", n, byName[n])
 		}
+	}
+	// Idempotency records expire: compacted, and deleted after two days.
+	if idem := byName[cloudservers.TopicIdempotency].Config; idem["cleanup.policy"] != "compact,delete" || idem["retention.ms"] != "172800000" {
+		t.Errorf("idempotency topic: %+v", idem)
 	}
 	if byName[cloudservers.TopicDeadLetter].Partitions != 1 {
 		t.Errorf("deadletter: %+v", byName[cloudservers.TopicDeadLetter])
@@ -254,7 +258,7 @@ func TestTopics(t *testing.T) {
 			t.Errorf("notification topic %s: %+v", n, byName[n])
 		}
 	}
-	if len(ts) != 2+len(cloudservers.StateTopics)+len(cloudservers.NotificationTopics) {
+	if len(ts) != 3+len(cloudservers.StateTopics)+len(cloudservers.NotificationTopics) {
 		t.Errorf("%d topics", len(ts))
 	}
 }

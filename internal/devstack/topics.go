@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 
 	"github.com/IBM/sarama"
@@ -44,8 +45,16 @@ func Topics(requestPartitions int) []TopicSpec {
 			"retention.ms":   "2592000000", // 30 days
 		}},
 	}
-	for _, n := range cloudservers.StateTopics {
-		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: compacted})
+	for _, n := range append(append([]string{}, cloudservers.StateTopics...), cloudservers.TopicSSHKeys) {
+		cfg := compacted
+		if n == cloudservers.TopicIdempotency {
+			// Idempotency records matter for a day (the key TTL); keep
+			// them two, then let Kafka drop them.
+			cfg = maps.Clone(compacted)
+			cfg["cleanup.policy"] = "compact,delete"
+			cfg["retention.ms"] = "172800000"
+		}
+		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: cfg})
 	}
 	for _, n := range cloudservers.NotificationTopics {
 		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: map[string]string{
