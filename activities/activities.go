@@ -10,9 +10,11 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -75,7 +77,7 @@ func classify(what string, err error) error {
 	var code gophercloud.ErrUnexpectedResponseCode
 	if errors.As(err, &code) {
 		body := strings.TrimSpace(string(code.Body))
-		msg := fmt.Sprintf("%s: OpenStack answered %d: %s", what, code.Actual, body)
+		msg := fmt.Sprintf("%s: OpenStack answered %d: %s", what, code.Actual, openstackMessage(code.Body))
 		switch code.Actual {
 		case http.StatusForbidden:
 			if strings.Contains(strings.ToLower(body), "quota") {
@@ -123,3 +125,34 @@ func (a *Activities) cached(key string, lookup func() (string, error)) (string, 
 	a.mu.Unlock()
 	return v, nil
 }
+
+// openstackMessage is the human part of an OpenStack error body: Nova's
+// {"badRequest": {"message": ...}}, Neutron's {"NeutronError": {"message":
+// ...}}, Keystone's {"error": {"message": ...}}, or the text of an HTML page
+// (Glance), so that customers and support read a sentence, not JSON.
+func openstackMessage(body []byte) string {
+	var outer map[string]json.RawMessage
+	if json.Unmarshal(body, &outer) == nil {
+		var m struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(body, &m) == nil && m.Message != "" {
+			return m.Message
+		}
+		for _, v := range outer {
+			if json.Unmarshal(v, &m) == nil && m.Message != "" {
+				return m.Message
+			}
+		}
+	}
+	text := strings.Join(strings.Fields(htmlTag.ReplaceAllString(string(body), " ")), " ")
+	if len(text) > 300 {
+		text = text[:300] + "..."
+	}
+	if text == "" {
+		return "(no message)"
+	}
+	return text
+}
+
+var htmlTag = regexp.MustCompile(`<[^>]*>`)

@@ -222,3 +222,55 @@ func TestConnectFromCloudsYAML(t *testing.T) {
 		t.Fatalf("clients: %+v", clients)
 	}
 }
+
+// A keypair is imported once, however many servers (or retries) use it,
+// and a server boots with it.
+func TestImportKeyPairIsIdempotent(t *testing.T) {
+	a, sim := newActivities(t, openstacksim.Config{})
+	ctx := context.Background()
+	in := activities.ImportKeyPairInput{Name: "cs-key-k1", PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHvQ0mOfW4r2a1x9RkQq8vJ3p5c4wq9gZ3gq7o8h6Y1b test"}
+	for range 2 {
+		if err := a.ImportKeyPair(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sim.Calls().Count("POST /compute/v2.1/os-keypairs"); n != 1 {
+		t.Fatalf("%d keypair imports, want 1 (calls: %v)", n, sim.Calls().Counts)
+	}
+	port, err := a.CreatePort(ctx, activities.CreatePortInput{ServerID: "s4", CustomerID: "c1", Region: "region-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreateNovaServer(ctx, activities.CreateNovaServerInput{ServerID: "s4", CustomerID: "c1", Size: "s-1vcpu-64mb", Image: "tiny", PortID: port.ID, KeyName: in.Name}); err != nil {
+		t.Fatalf("boot with the keypair: %v", err)
+	}
+}
+
+// Failure messages carry OpenStack's sentence, not its JSON or HTML.
+func TestErrorMessagesAreReadable(t *testing.T) {
+	cases := []struct {
+		fault openstacksim.HTTPFault
+		call  func(a *activities.Activities) error
+		want  string
+	}{
+		{openstacksim.HTTPFault{Method: "POST", Path: "/network/v2.0/ports", Status: 400, Message: "Invalid input for fixed_ips."},
+			func(a *activities.Activities) error {
+				_, err := a.CreatePort(context.Background(), activities.CreatePortInput{ServerID: "s5", CustomerID: "c", Region: "region-one"})
+				return err
+			}, "OpenStack answered 400: Invalid input for fixed_ips."},
+		{openstacksim.HTTPFault{Method: "GET", Path: "/image/v2/images", Status: 400, Message: "bad marker"},
+			func(a *activities.Activities) error {
+				_, err := a.CreateNovaServer(context.Background(), activities.CreateNovaServerInput{ServerID: "s5", CustomerID: "c", Size: "s-1vcpu-64mb", Image: "tiny", PortID: "p"})
+				return err
+			}, "OpenStack answered 400: "},
+	}
+	for _, tc := range cases {
+		a, sim := newActivities(t, openstacksim.Config{})
+		tc.fault.Count = 1
+		sim.Faults().AddHTTP(tc.fault)
+		err := tc.call(a)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "{<") {
+			t.Errorf("error %q, want it to contain %q and no JSON or HTML", err, tc.want)
+		}
+	}
+}

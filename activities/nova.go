@@ -8,6 +8,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"go.temporal.io/sdk/temporal"
@@ -298,4 +299,28 @@ func (a *Activities) action(ctx context.Context, what, instanceID string, h http
 		}
 	}
 	return NovaAction{}, classify(fmt.Sprintf("%s Nova server %s", what, instanceID), err)
+}
+
+// ImportKeyPairInput asks for a Nova keypair holding a customer's public key.
+type ImportKeyPairInput struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+}
+
+// ImportKeyPair makes sure the Nova keypair exists. Keypairs are named after
+// the customer's SSH key (cs-key-<key id>), so importing one that exists is
+// done: a retry, or another server booted with the same key.
+func (a *Activities) ImportKeyPair(ctx context.Context, in ImportKeyPairInput) error {
+	_, err := keypairs.Get(ctx, a.clients.Compute, in.Name, nil).Extract()
+	if err == nil {
+		return nil
+	}
+	if !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return classify("look up Nova keypair "+in.Name, err)
+	}
+	_, err = keypairs.Create(ctx, a.clients.Compute, keypairs.CreateOpts{Name: in.Name, PublicKey: in.PublicKey}).Extract()
+	if gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+		return nil // created meanwhile by a concurrent create
+	}
+	return classify("import Nova keypair "+in.Name, err)
 }

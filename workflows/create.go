@@ -31,6 +31,7 @@ func validateCreate(params json.RawMessage, catalog cloudservers.Catalog) error 
 // CreateServerWorkflow provisions a server:
 //
 //  1. CreatePort            (undo: DeletePort)
+//     ImportKeyPair         when an SSH key was given (shared by the customer's servers: no undo)
 //  2. CreateNovaServer      (undo: DeleteNovaServer, waiting for instance.delete.end)
 //  3. WaitForNovaBuild      instance.create.end, or .error
 //  4. AllocateFloatingIP    (undo: ReleaseFloatingIP)
@@ -57,6 +58,13 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 		return res, err
 	}
 	srv.PortID, srv.PrivateIPv4 = port.ID, port.IP
+
+	if p.KeyName != "" {
+		// Keypairs are shared by the customer's servers: nothing to undo.
+		if _, err = Step(saga, "ImportKeyPair", activity0(a.ImportKeyPair, activities.ImportKeyPairInput{Name: p.KeyName, PublicKey: p.SSHKey}), "", nil); err != nil {
+			return res, err
+		}
+	}
 
 	nova, err := Step(saga, "CreateNovaServer", func(ctx workflow.Context) (activities.NovaAction, error) {
 		var act activities.NovaAction

@@ -57,6 +57,7 @@ func DeleteServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	}
 	srv.Status = cloudservers.StatusDeleted
 	srv.PublicIPv4, srv.FloatingIPID = "", ""
+	srv.PrivateIPv4, srv.PortID = "", ""
 	return OperationResult{Server: srv}, nil
 }
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -116,6 +114,8 @@ func runAPI(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on %s: %w (is the port in use? choose another with -listen)", *listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Shutdown ends the open event streams too, instead of waiting them out.
+	hs.RegisterOnShutdown(srv.Shutdown)
 	var wg sync.WaitGroup
 	rmCtx, stopRM := context.WithCancel(ctx)
 	wg.Add(1)
@@ -322,7 +322,7 @@ func parseAssignment(spec, processes string, partitions int32) (zkcoord.Assignme
 // runAdmin holds administrative commands.
 func runAdmin(ctx context.Context, args []string) error {
 	if len(args) < 1 || args[0] != "create-key" {
-		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-kafka ...]")
+		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]")
 	}
 	var c common
 	fs := flag.NewFlagSet("admin create-key", flag.ContinueOnError)
@@ -330,6 +330,7 @@ func runAdmin(ctx context.Context, args []string) error {
 	customer := fs.String("customer", "", "customer ID the key belongs to")
 	name := fs.String("name", "default", "a name for the key")
 	asJSON := fs.Bool("json", false, "print {customer_id, api_key} as JSON")
+	admin := fs.Bool("admin", false, "an admin key (the /admin/v1 endpoints) instead of a customer's")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -340,7 +341,7 @@ func runAdmin(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	key, err := createKey(ctx, brokers, *customer, *name)
+	key, err := createKey(ctx, brokers, *customer, *name, *admin)
 	if err != nil {
 		return err
 	}
@@ -352,18 +353,16 @@ func runAdmin(ctx context.Context, args []string) error {
 }
 
 // createKey makes a new random API key and publishes its hash.
-func createKey(ctx context.Context, brokers []string, customer, name string) (string, error) {
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
+func createKey(ctx context.Context, brokers []string, customer, name string, admin bool) (string, error) {
+	key, rec, err := api.NewAPIKey(customer, name, admin, time.Now())
+	if err != nil {
 		return "", err
 	}
-	key := "cs_" + hex.EncodeToString(raw)
 	p, err := kafka.NewProducer(brokers, "cloudservers-admin")
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	rec := api.APIKey{Hash: api.HashKey(key), CustomerID: customer, Name: name, CreatedAt: time.Now().UTC()}
 	v, _ := json.Marshal(rec)
 	if err := p.Send(ctx, cloudservers.TopicAPIKeys, []byte(rec.Hash), v); err != nil {
 		return "", err

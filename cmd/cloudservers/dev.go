@@ -267,7 +267,7 @@ func demoCustomers(ctx context.Context, dataDir string, brokers []string) ([]Dem
 	}
 	out = nil
 	for _, id := range []string{"demo-alice", "demo-bob"} {
-		key, err := createKey(ctx, brokers, id, "demo")
+		key, err := createKey(ctx, brokers, id, "demo", false)
 		if err != nil {
 			return nil, fmt.Errorf("demo key for %s: %w", id, err)
 		}
