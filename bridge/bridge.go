@@ -18,6 +18,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -85,31 +86,41 @@ const (
 // request must never be skipped.
 type handler func(ctx context.Context, msg *sarama.ConsumerMessage) error
 
+// finishGrace bounds how long the message in hand may still take, handled
+// and committed, after a tenure ended. Stopping in the middle of it could
+// leave Temporal with a request whose offset is not committed, which the
+// next owner would deliver a second time. It is short: after a lost
+// ZooKeeper connection the run must return within the last third of the
+// session timeout, before the session expires and the partner starts.
+const finishGrace = time.Second
+
 // consumePartition consumes topic/partition from the group's committed
 // offset until ctx ends, committing after each message is handled. It stops
 // at a message boundary: the message in hand is finished and committed
-// first.
+// first (within finishGrace).
 //
 // consumer is shared by all the partitions of one role (one fetch per
 // broker carries them all) and should sit on a client of its own: Kafka
 // answers a connection's requests in order, so a long-polling fetch would
 // hold back everything else sent on the same connection. kc (another
-// client) carries the offset commits.
+// client) carries the offset commits, which are synchronous and checked
+// (see offsets.go). meta (owner and fencing token) is written with every
+// commit.
 //
 // A group with no committed offset starts at the oldest message (nothing
 // is lost), or at the newest when fresh is FreshAtNewest.
 func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
-	om, err := sarama.NewOffsetManagerFromClient(group, kc)
+	log = log.With("topic", topic, "partition", partition)
+	committed, err := retryOffsets(ctx, log, "read the committed offset", func() (map[int32]Committed, error) {
+		return committedOffsets(kc, group, topic, []int32{partition})
+	})
 	if err != nil {
-		return fmt.Errorf("offset manager for %s: %w", group, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
-	defer om.Close()
-	pom, err := om.ManagePartition(topic, partition)
-	if err != nil {
-		return fmt.Errorf("manage offsets of %s/%d: %w", topic, partition, err)
-	}
-	defer pom.AsyncClose()
-	next, _ := pom.NextOffset()
+	next := committed[partition].Offset
 	if next < 0 {
 		next = sarama.OffsetOldest
 		if fresh == FreshAtNewest {
@@ -117,18 +128,26 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 		}
 	}
 	pc, err := consumer.ConsumePartition(topic, partition, next)
+	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+		// The committed offset is older than the topic's retention: what
+		// lay between is gone; go on from the oldest message kept.
+		log.Error("committed offset is no longer in the topic; starting at the oldest message", "committed", next)
+		next = sarama.OffsetOldest
+		pc, err = consumer.ConsumePartition(topic, partition, next)
+	}
 	if err != nil {
 		return fmt.Errorf("consume %s/%d from %d: %w", topic, partition, next, err)
 	}
 	// Close (not AsyncClose) drains the channels, so the partition is free
 	// for the next tenure when this returns.
 	defer pc.Close()
-	log = log.With("topic", topic, "partition", partition)
-	log.Info("consuming", "from", next)
+	log.Info("consuming", "from", next, "committed_by", committed[partition].Metadata)
+	commit := func(ctx context.Context, msg *sarama.ConsumerMessage) error {
+		return commitOffset(kc, group, noGeneration, "", topic, partition, msg.Offset+1, meta)
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			om.Commit()
 			return nil
 		case cerr, ok := <-pc.Errors():
 			if ok {
@@ -138,33 +157,69 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 			if !ok {
 				return fmt.Errorf("consumer of %s/%d closed", topic, partition)
 			}
-			if err := handleWithRetry(ctx, msg, h, log); err != nil {
-				// Only ctx ending stops the retries: leave the offset
-				// uncommitted so the next owner handles the message.
-				om.Commit()
+			if err := process(ctx, msg, h, commit, log); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
 				return nil
 			}
-			pom.MarkOffset(msg.Offset+1, meta)
-			om.Commit()
 		}
 	}
 }
 
-func handleWithRetry(ctx context.Context, msg *sarama.ConsumerMessage, h handler, log *slog.Logger) error {
+// process handles one message and commits its offset. The message is
+// finished even if ctx ends meanwhile (within finishGrace). It returns an
+// error only for a failure that retrying cannot fix; when ctx ended before
+// the message was handled or committed it returns nil, and the next owner
+// delivers the message again (harmless: the operation ID deduplicates).
+func process(ctx context.Context, msg *sarama.ConsumerMessage, h handler, commit func(context.Context, *sarama.ConsumerMessage) error, log *slog.Logger) error {
+	mctx, cancel := graceContext(ctx, finishGrace)
+	defer cancel()
+	if err := handleWithRetry(ctx, mctx, msg, h, log); err != nil {
+		log.Warn("stopped before the message was handled; the next owner delivers it", "offset", msg.Offset, "error", err)
+		return nil
+	}
+	_, err := retryOffsets(mctx, log, "commit", func() (struct{}, error) { return struct{}{}, commit(mctx, msg) })
+	switch {
+	case errors.Is(err, ErrGroupHasMembers):
+		return err
+	case err != nil:
+		log.Warn("stopped before the offset was committed; the next owner delivers the message again", "offset", msg.Offset, "error", err)
+	}
+	return nil
+}
+
+// handleWithRetry calls h with hctx until it succeeds; failures are retried
+// with backoff while ctx (the tenure) lives. hctx outlives ctx by a grace
+// period so that the attempt in progress can finish.
+func handleWithRetry(ctx, hctx context.Context, msg *sarama.ConsumerMessage, h handler, log *slog.Logger) error {
 	backoff := 200 * time.Millisecond
 	for {
-		err := h(ctx, msg)
+		err := h(hctx, msg)
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return err
+		}
 		log.Warn("message not handled; retrying", "offset", msg.Offset, "error", err, "in", backoff)
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+			t.Stop()
+			return err
+		case <-t.C:
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// graceContext returns a context that ends grace after ctx ends (or when
+// cancel is called), carrying ctx's values.
+func graceContext(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() { stop(); cancel() }
 }
 
 func deadLetter(ctx context.Context, dl DeadLetters, msg *sarama.ConsumerMessage, cause error, now time.Time) error {

@@ -14,10 +14,11 @@ import (
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
-// Register registers the lifecycle workflow, every saga of the registry and
-// the activities with w.
+// Register registers the lifecycle workflow, the reap workflow, every saga
+// of the registry and the activities with w.
 func Register(w sdkworker.Registry, a *activities.Activities) {
 	w.RegisterWorkflow(workflows.ServerWorkflow)
+	w.RegisterWorkflow(workflows.ReapWorkflow)
 	for _, d := range workflows.Registry() {
 		w.RegisterWorkflowWithOptions(d.Workflow, workflow.RegisterOptions{})
 	}
