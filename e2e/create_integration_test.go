@@ -76,15 +76,14 @@ func TestCreateAndDeleteHopByHop(t *testing.T) {
 	}
 
 	// OpenStack saw one port, one server, one floating IP — and no poll.
-	calls := s.sim.Calls()
 	for tmpl, want := range map[string]int{
 		"POST /network/v2.0/ports":       1,
 		"POST /compute/v2.1/servers":     1,
 		"POST /network/v2.0/floatingips": 1,
 		getServer:                        0,
 	} {
-		if got := calls.Count(tmpl); got != want {
-			t.Errorf("%s called %d times, want %d (all: %v)", tmpl, got, want, calls.Counts)
+		if got := s.calls.Count(tmpl); got != want {
+			t.Errorf("%s called %d times, want %d (all: %v)", tmpl, got, want, summary(s.calls.Since(time.Time{})))
 		}
 	}
 	// The router consumed Nova's notifications and signalled the workflow.
@@ -102,7 +101,7 @@ func TestCreateAndDeleteHopByHop(t *testing.T) {
 		t.Fatalf("delete operation: %+v", got)
 	}
 	assertNothingLeft(t, s, op.ServerID)
-	if got := s.sim.Calls().Count(getServer); got != 0 {
+	if got := s.calls.Count(getServer); got != 0 {
 		t.Fatalf("%d status polls (GET /servers/{id}) during create and delete", got)
 	}
 }
@@ -154,31 +153,14 @@ func listWorkflows(t *testing.T, s *system, query string, min int) map[string]bo
 	return ids
 }
 
-// assertNothingLeft checks that OpenStack holds no server, port or floating
-// IP of the server.
+// assertNothingLeft checks that OpenStack (the simulator's inventory, or
+// the real cloud listed through gophercloud) holds no server, port or
+// floating IP of the server.
 func assertNothingLeft(t *testing.T, s *system, serverID string) {
 	t.Helper()
-	mark := cloudservers.NovaServerName(serverID)
 	var leaked []string
-	eventually(t, 15*time.Second, "nothing of server "+serverID+" left in OpenStack", func() error {
-		inv := s.sim.Inventory()
-		leaked = nil
-		for _, x := range inv.Servers {
-			if x.Name == mark {
-				leaked = append(leaked, "server "+x.ID+" ("+x.Status+")")
-			}
-		}
-		for _, x := range inv.Ports {
-			if x.Name == mark {
-				leaked = append(leaked, "port "+x.ID)
-			}
-		}
-		for _, x := range inv.FloatingIPs {
-			if x.Description == mark {
-				leaked = append(leaked, "floating IP "+x.Address)
-			}
-		}
-		if len(leaked) > 0 {
+	eventually(t, 30*time.Second, "nothing of server "+serverID+" left in OpenStack", func() error {
+		if leaked = s.leftovers(serverID); len(leaked) > 0 {
 			return fmt.Errorf("leaked: %s", strings.Join(leaked, ", "))
 		}
 		return nil

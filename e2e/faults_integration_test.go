@@ -16,6 +16,7 @@ import (
 // error with a reason naming the failed step, OpenStack holds nothing of
 // it afterwards, and nothing polled Nova.
 func TestCreateFailsCleanlyAtEveryCall(t *testing.T) {
+	needsSimulator(t, "injects HTTP faults and boot failures; TestCreateFailsOnTheComputeHost provokes a compute-side failure on a real cloud")
 	cases := []struct {
 		name     string
 		inject   func(f *openstacksim.Faults) error
@@ -62,7 +63,7 @@ func TestCreateFailsCleanlyAtEveryCall(t *testing.T) {
 				t.Fatalf("the error does not give Nova's reason %q: %s", tc.fault, got.Error)
 			}
 			assertNothingLeft(t, s, op.ServerID)
-			if n := s.sim.Calls().Count(getServer); n != 0 {
+			if n := s.calls.Count(getServer); n != 0 {
 				t.Fatalf("%d status polls during a failed create", n)
 			}
 		})
@@ -80,6 +81,7 @@ func httpFault(method, path string, status int) func(f *openstacksim.Faults) err
 // every format: after the event timeout the saga makes exactly one
 // reconciliation read, sees the server ACTIVE and carries on.
 func TestLostNotificationIsReconciledWithOneRead(t *testing.T) {
+	needsSimulator(t, "makes the simulator lose instance.create.end")
 	s := startSystem(t, options{
 		sim:          openstacksim.Config{BootTime: 100 * time.Millisecond, DeleteTime: 100 * time.Millisecond},
 		eventTimeout: 2 * time.Second,
@@ -94,7 +96,7 @@ func TestLostNotificationIsReconciledWithOneRead(t *testing.T) {
 	if srv.Status != "active" {
 		t.Fatalf("server: %+v", srv)
 	}
-	if n := s.sim.Calls().Count(getServer); n != 1 {
+	if n := s.calls.Count(getServer); n != 1 {
 		t.Fatalf("%d reads of the server, want exactly 1 reconciliation read", n)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/devstack"
 	"github.com/cloudservers/cloudservers/internal/kafka"
+	"github.com/cloudservers/cloudservers/internal/notification"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/openstacksim"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
@@ -51,11 +52,23 @@ type system struct {
 	// startOffsets are the ends of the requests topic's partitions when
 	// the system started.
 	startOffsets map[int32]int64
+	// calls logs the OpenStack calls of the worker's activities, on the
+	// simulator and on a real cloud alike.
+	calls *callRecorder
+	// inspect are OpenStack clients of the test's own, to look at what the
+	// system did without appearing in calls.
+	inspect activities.Clients
+	catalog cloudservers.Catalog
 }
 
 type options struct {
-	sim          openstacksim.Config
+	sim          openstacksim.Config // ignored on a real cloud
 	eventTimeout time.Duration
+	// catalog replaces the default catalogue (API and activities).
+	catalog *cloudservers.Catalog
+	// dropEvents loses the notifications it selects between the router
+	// and Temporal (on any cloud).
+	dropEvents func(notification.Event) bool
 }
 
 func quiet() *slog.Logger {
@@ -88,25 +101,47 @@ func startSystem(t *testing.T, opt options) *system {
 	must(t, err)
 	t.Cleanup(func() { s.kafka.Close() })
 
-	// The OpenStack simulator publishes its notifications to Kafka.
-	simCfg := opt.sim
-	simCfg.Publisher = producer
-	s.sim = openstacksim.New(simCfg)
-	simSrv := httptest.NewServer(s.sim.Handler())
-	t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
-	clients, err := openstack.ConnectWith(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: simSrv.URL + "/identity/v3", Username: "admin", Password: "secret",
-		TenantName: "admin", DomainName: "Default",
-	}, gophercloud.EndpointOpts{Region: "RegionOne"})
-	must(t, err)
-
-	step("simulator up")
+	s.catalog = cloudservers.DefaultCatalog()
+	if opt.catalog != nil {
+		s.catalog = *opt.catalog
+	}
+	var clients activities.Clients
+	if realCloud() {
+		// A real OpenStack, which publishes Nova's notifications to the
+		// test stack's Kafka itself.
+		clients = connectReal(t)
+		s.inspect = connectReal(t)
+		if opt.eventTimeout == 0 {
+			// A lost notification shows as a reconciliation read in the
+			// call log instead of a test timing out.
+			opt.eventTimeout = 2 * time.Minute
+		}
+		step("connected to the real OpenStack")
+	} else {
+		// The OpenStack simulator publishes its notifications to Kafka.
+		simCfg := opt.sim
+		simCfg.Publisher = producer
+		s.sim = openstacksim.New(simCfg)
+		simSrv := httptest.NewServer(s.sim.Handler())
+		t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
+		connect := func() activities.Clients {
+			c, err := openstack.ConnectWith(ctx, gophercloud.AuthOptions{
+				IdentityEndpoint: simSrv.URL + "/identity/v3", Username: "admin", Password: "secret",
+				TenantName: "admin", DomainName: "Default",
+			}, gophercloud.EndpointOpts{Region: "RegionOne"})
+			must(t, err)
+			return c
+		}
+		clients, s.inspect = connect(), connect()
+		step("simulator up")
+	}
+	s.calls = recordCalls(clients)
 	// The worker, on this test's own task queue.
 	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: nil})
 	must(t, err)
 	t.Cleanup(s.temporal.Close)
 	w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{})
-	worker.Register(w, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	worker.Register(w, activities.New(clients, s.catalog, producer))
 	must(t, w.Start())
 	t.Cleanup(w.Stop)
 
@@ -120,8 +155,12 @@ func startSystem(t *testing.T, opt options) *system {
 	step("consumer groups positioned")
 	s.requests = &bridge.Requests{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-requests-"+run, log), TaskQueue: s.taskQueue, Group: requestGroup,
 		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
+	var signals bridge.Temporal = s.temporal
+	if opt.dropEvents != nil {
+		signals = dropSignals{Temporal: s.temporal, drop: opt.dropEvents}
+	}
 	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup,
-		Temporal: s.temporal, Visibility: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
+		Temporal: signals, Visibility: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
 	// Two bridge processes share the partitions through ZooKeeper.
 	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)
@@ -158,7 +197,7 @@ func startSystem(t *testing.T, opt options) *system {
 	rm := api.NewReadModel()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = rm.Run(ctx, readClient, log) }()
-	apiSrv := httptest.NewServer(api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, s.kafka, partitioned, producer).Handler())
+	apiSrv := httptest.NewServer(api.New(api.Config{Catalog: s.catalog, Partitions: int32(len(parts))}, log, rm, s.kafka, partitioned, producer).Handler())
 	t.Cleanup(apiSrv.Close)
 	s.api = apiSrv.URL
 	eventually(t, 30*time.Second, "the API's read model catches up", func() error {
