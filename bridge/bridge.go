@@ -112,7 +112,7 @@ const finishGrace = time.Second
 func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
 	log = log.With("topic", topic, "partition", partition)
 	committed, err := retryOffsets(ctx, log, "read the committed offset", func() (map[int32]Committed, error) {
-		return committedOffsets(kc, group, topic, []int32{partition})
+		return CommittedOffsets(kc, group, topic, []int32{partition})
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -33,9 +33,9 @@ type Committed struct {
 	Metadata string `json:"metadata,omitempty"`
 }
 
-// committedOffsets reads the group's committed offsets of the partitions of
+// CommittedOffsets reads the group's committed offsets of the partitions of
 // topic. A partition with nothing committed has Offset -1.
-func committedOffsets(kc sarama.Client, group, topic string, partitions []int32) (map[int32]Committed, error) {
+func CommittedOffsets(kc sarama.Client, group, topic string, partitions []int32) (map[int32]Committed, error) {
 	b, err := kc.Coordinator(group)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator of group %s: %w", group, err)

@@ -188,57 +188,46 @@ func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients
 	}
 }
 
-// runBridge owns partitions of the requests topic (through ZooKeeper) and
-// takes part in the election of the single-instance services.
+// runBridge owns partitions of the requests topic (through ZooKeeper, or a
+// Kafka consumer group with -assignment-mode consumer-group) and takes part
+// in the election of the single-instance services: the notification router
+// and the reaper.
 func runBridge(ctx context.Context, args []string) error {
-	var c common
-	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	c.register(fs)
-	id := fs.String("id", envOr("CLOUDSERVERS_PROCESS", ""), "this process's ID in the assignment")
-	processes := fs.String("processes", envOr("CLOUDSERVERS_PROCESSES", ""), "all bridge process IDs, comma-separated, for the default assignment (partition p: primary processes[p % n], then the others in order)")
-	assignment := fs.String("assignment", envOr("CLOUDSERVERS_ASSIGNMENT", ""), "explicit assignment: p=primary,partner[,partner...];... (overrides -processes)")
-	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout (failover takes about this long)")
-	eventTimeout := fs.Duration("event-timeout", 5*time.Minute, "how long a saga waits for a notification before its one reconciliation read")
-	statusListen := fs.String("status-listen", "", "serve /healthz and /status (ownership, leaders, counters) on this address")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *id == "" {
-		return errors.New("set -id (or CLOUDSERVERS_PROCESS)")
-	}
-	brokers, err := c.brokers()
+	cfg, err := parseBridgeConfig(args)
 	if err != nil {
 		return err
 	}
-	log := logger("bridge").With("process", *id)
-	kc, err := kafka.Connect(ctx, brokers, "cloudservers-bridge-"+*id, log)
+	id := cfg.id
+	brokers, _ := cfg.brokers()
+	log := logger("bridge").With("process", id)
+	log.Info("bridge starting", "assignment_mode", cfg.mode, "kafka", cfg.kafka, "zookeeper", cfg.zookeeper,
+		"temporal", cfg.temporal, "task_queue", cfg.taskQueue)
+	kc, err := kafka.Connect(ctx, brokers, "cloudservers-bridge-"+id, log)
 	if err != nil {
 		return err
 	}
 	defer kc.Close()
 	parts, err := kc.Partitions(cloudservers.TopicRequests)
 	if err != nil {
-		return fmt.Errorf("partitions of %s: %w", cloudservers.TopicRequests, err)
+		return fmt.Errorf("partitions of %s (is the topic created?): %w", cloudservers.TopicRequests, err)
 	}
-	asg, err := parseAssignment(*assignment, *processes, int32(len(parts)))
-	if err != nil {
-		return err
+	var asg zkcoord.Assignment
+	if cfg.mode == modeZooKeeper {
+		if asg, err = cfg.assignmentFor(int32(len(parts))); err != nil {
+			return err
+		}
 	}
-	if err := asg.Validate(int32(len(parts)), processList(*processes, asg)); err != nil {
-		return fmt.Errorf("assignment: %w", err)
-	}
-	dl, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-bridge-"+*id, false, log)
+	dl, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-bridge-"+id, false, log)
 	if err != nil {
 		return err
 	}
 	defer dl.Close()
-	tc, err := temporal.Dial(ctx, c.temporal, c.namespace, log)
+	tc, err := temporal.Dial(ctx, cfg.temporal, cfg.namespace, log)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	servers, chroot := zkcoord.ParseConnectString(c.zookeeper)
-	coord, err := zkcoord.Connect(ctx, zkcoord.Config{Servers: servers, Chroot: chroot, SessionTimeout: *session, ProcessID: *id, Logger: log})
+	coord, err := zkcoord.Connect(ctx, zkcoord.Config{Servers: cfg.zkServers, Chroot: cfg.zkChroot, SessionTimeout: cfg.session, ProcessID: id, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -247,22 +236,48 @@ func runBridge(ctx context.Context, args []string) error {
 	// Each consuming role fetches on a Kafka client of its own: Kafka
 	// answers one connection's requests in order, and a long-polling fetch
 	// must not hold back the other role's fetches or the offset commits.
-	reqConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+*id+"-requests", log)
+	reqConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-requests", log)
 	if err != nil {
 		return err
 	}
 	defer reqConsumer.Close()
-	routerConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+*id+"-router", log)
+	routerConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-router", log)
 	if err != nil {
 		return err
 	}
 	defer routerConsumer.Close()
-	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: *eventTimeout}
-	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Temporal: tc, Visibility: tc, DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
-	if *statusListen != "" {
-		stop, err := serveStatus(*statusListen, log, func(ctx context.Context) (any, error) {
-			st, err := coord.Status(ctx)
-			return map[string]any{"process": *id, "coordination": st, "requests": requests.Stats.Snapshot(), "router": router.Stats.Snapshot()}, err
+	reaperConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-reaper", log)
+	if err != nil {
+		return err
+	}
+	defer reaperConsumer.Close()
+	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, TaskQueue: cfg.taskQueue, Group: cfg.requestGroup,
+		Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: cfg.eventTimeout}
+	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Temporal: tc, Visibility: tc,
+		DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
+	reaper := &bridge.Reaper{Temporal: tc, Kafka: kc, Consumer: reaperConsumer, TaskQueue: cfg.taskQueue,
+		Interval: cfg.reapInterval, GracePeriod: cfg.reapGrace, MaxOrphans: cfg.reapMax, DryRun: cfg.reapDryRun,
+		Log: log.With("service", "reaper")}
+	var group *bridge.GroupConsumer
+	if cfg.mode == modeConsumerGroup {
+		group = &bridge.GroupConsumer{Brokers: brokers, Process: id, Group: cfg.requestGroup, SessionTimeout: cfg.groupSession,
+			Requests: requests, Log: log}
+	}
+	var leading sync.Map // singleton name -> fence, while this process leads it
+	if cfg.statusListen != "" {
+		stop, err := serveStatus(cfg.statusListen, log, func(ctx context.Context) (any, error) {
+			sys, err := collectStatus(ctx, coord, kc, cfg.requestGroup)
+			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{},
+				Requests: requests.Stats.Snapshot(), Router: router.Stats.Snapshot()}
+			leading.Range(func(k, v any) bool { out.Leading[k.(string)] = v.(int64); return true })
+			if cfg.reaper {
+				last := reaper.Last()
+				out.LastReap = &last
+			}
+			if group != nil {
+				out.GroupClaims = group.Claims()
+			}
+			return out, err
 		})
 		if err != nil {
 			return err
@@ -270,53 +285,50 @@ func runBridge(ctx context.Context, args []string) error {
 		defer stop()
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errs[0] = coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
-			log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
-			defer log.Info("partition released", "partition", lease.Partition)
-			return requests.ConsumePartition(ctx, lease.Partition, *id, lease.Fence)
+	var mu sync.Mutex
+	var errs []error
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	singleton := func(name string, service func(context.Context) error) func() error {
+		return func() error {
+			return coord.RunSingleton(ctx, name, func(ctx context.Context, lease zkcoord.Lease) error {
+				log.Info("leading", "service", name, "fence", lease.Fence)
+				leading.Store(name, lease.Fence)
+				defer func() {
+					leading.Delete(name)
+					log.Info("leadership ended", "service", name)
+				}()
+				return service(ctx)
+			})
+		}
+	}
+	switch cfg.mode {
+	case modeZooKeeper:
+		run(func() error {
+			return coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
+				log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
+				defer log.Info("partition released", "partition", lease.Partition)
+				return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
+			})
 		})
-	}()
-	go func() {
-		defer wg.Done()
-		errs[1] = coord.RunSingleton(ctx, "router", func(ctx context.Context, lease zkcoord.Lease) error {
-			log.Info("leading the notification router", "fence", lease.Fence)
-			defer log.Info("router leadership ended")
-			return router.Run(ctx)
-		})
-	}()
+	case modeConsumerGroup:
+		run(func() error { return group.Run(ctx) })
+	}
+	run(singleton("router", router.Run))
+	if cfg.reaper {
+		run(singleton("reaper", reaper.Run))
+	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// parseAssignment reads "0=a,b;1=b,a" or builds the default assignment over
-// processes.
-func parseAssignment(spec, processes string, partitions int32) (zkcoord.Assignment, error) {
-	if spec == "" {
-		procs := strings.Split(processes, ",")
-		if processes == "" || len(procs) < 1 {
-			return nil, errors.New("set -processes (or -assignment)")
-		}
-		a := zkcoord.Assignment{}
-		for p := int32(0); p < partitions; p++ {
-			n := int(p) % len(procs)
-			a[p] = append(append([]string{}, procs[n:]...), procs[:n]...)
-		}
-		return a, nil
-	}
-	a := zkcoord.Assignment{}
-	for _, part := range strings.Split(spec, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		var p int32
-		if _, err := fmt.Sscanf(k, "%d", &p); !ok || err != nil {
-			return nil, fmt.Errorf("assignment %q: want partition=primary,partner", part)
-		}
-		a[p] = strings.Split(v, ",")
-	}
-	return a, nil
 }
 
 // runAdmin holds administrative commands.

@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"worker": {"host the Temporal workflows and activities", runWorker},
 		"bridge": {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
 		"admin":  {"administration: create-key", runAdmin},
+		"status": {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
 		"dev":    {"run the whole system on this machine (what make run does)", runDev},
 
 		"servers": {"the customer CLI: create, list, get, delete, reboot, power-off, power-on, resize, keys... (-wait follows an operation)", runServersCLI},

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/zkcoord"
+	"github.com/cloudservers/cloudservers/workflows"
+)
+
+// Assignment modes of the bridge (-assignment-mode).
+const (
+	modeZooKeeper     = "zookeeper"
+	modeConsumerGroup = "consumer-group"
+)
+
+// bridgeConfig is the bridge's configuration, checked before it connects to
+// anything: a mistake is reported at once, not after minutes of retries.
+type bridgeConfig struct {
+	common
+	id           string
+	processes    []string
+	assignment   zkcoord.Assignment // explicit -assignment; nil for the default
+	mode         string
+	zkServers    []string
+	zkChroot     string
+	session      time.Duration // ZooKeeper
+	groupSession time.Duration // Kafka consumer group
+	eventTimeout time.Duration
+	statusListen string
+	taskQueue    string
+	requestGroup string
+	routerGroup  string
+	reaper       bool
+	reapInterval time.Duration
+	reapGrace    time.Duration
+	reapMax      int
+	reapDryRun   bool
+}
+
+// parseBridgeConfig reads the bridge's flags and checks everything that can
+// be checked without Kafka; the assignment against the topic's partitions
+// is checked by assignmentFor once the partitions are known.
+func parseBridgeConfig(args []string) (bridgeConfig, error) {
+	var cfg bridgeConfig
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	cfg.common.register(fs)
+	fs.StringVar(&cfg.id, "id", envOr("CLOUDSERVERS_PROCESS", ""), "this process's ID in the assignment (env CLOUDSERVERS_PROCESS)")
+	processes := fs.String("processes", envOr("CLOUDSERVERS_PROCESSES", ""), "all bridge process IDs, comma-separated, for the default assignment (partition p: primary processes[p % n], then the others in order as partners) (env CLOUDSERVERS_PROCESSES)")
+	assignment := fs.String("assignment", envOr("CLOUDSERVERS_ASSIGNMENT", ""), "explicit assignment: p=primary,partner[,partner...];... e.g. 0=a,b;1=b,a (overrides -processes) (env CLOUDSERVERS_ASSIGNMENT)")
+	fs.StringVar(&cfg.mode, "assignment-mode", envOr("CLOUDSERVERS_ASSIGNMENT_MODE", modeZooKeeper), "who assigns the request partitions: zookeeper (primary and partners, -processes/-assignment) or consumer-group (a Kafka consumer group, cooperative-sticky) (env CLOUDSERVERS_ASSIGNMENT_MODE)")
+	fs.DurationVar(&cfg.session, "session-timeout", 4*time.Second, "ZooKeeper session timeout: a dead owner's partitions and singletons move after about this long")
+	fs.DurationVar(&cfg.groupSession, "group-session-timeout", 10*time.Second, "consumer-group mode: the Kafka group session timeout (the broker accepts 6s..30m by default)")
+	fs.DurationVar(&cfg.eventTimeout, "event-timeout", 5*time.Minute, "how long a saga waits for a notification before its one reconciliation read")
+	fs.StringVar(&cfg.statusListen, "status-listen", "", "serve /healthz and /status (ownership, offsets, lag, leaders, counters) on this address")
+	fs.StringVar(&cfg.taskQueue, "task-queue", envOr("CLOUDSERVERS_TASK_QUEUE", workflows.TaskQueue), "Temporal task queue of the workflows (env CLOUDSERVERS_TASK_QUEUE)")
+	fs.StringVar(&cfg.requestGroup, "request-group", bridge.RequestGroup, "Kafka group under which request offsets are committed")
+	fs.StringVar(&cfg.routerGroup, "router-group", bridge.RouterGroup, "Kafka group under which the router commits notification offsets")
+	fs.BoolVar(&cfg.reaper, "reaper", true, "take part in the election of the reaper (removes leaked OpenStack resources through reap workflows)")
+	fs.DurationVar(&cfg.reapInterval, "reap-interval", bridge.DefaultReapInterval, "time between reaps")
+	fs.DurationVar(&cfg.reapGrace, "reap-grace", bridge.DefaultReapGrace, "the reaper spares resources younger than this")
+	fs.IntVar(&cfg.reapMax, "reap-max", workflows.DefaultMaxOrphans, "a reap that finds more orphaned resources than this removes nothing and fails")
+	fs.BoolVar(&cfg.reapDryRun, "reap-dry-run", false, "the reaper reports orphans without removing them")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q (flags come as -name value)", fs.Args())
+	}
+	var errs []error
+	if cfg.id == "" {
+		errs = append(errs, errors.New("set -id (or CLOUDSERVERS_PROCESS): this process's ID in the assignment"))
+	} else if strings.ContainsAny(cfg.id, "/\x00") || cfg.id == "." || cfg.id == ".." {
+		errs = append(errs, fmt.Errorf("-id %q: a process ID must not contain '/' and must not be . or ..", cfg.id))
+	}
+	if _, err := cfg.brokers(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.temporal == "" {
+		errs = append(errs, errors.New("no Temporal frontend: set -temporal host:port or CLOUDSERVERS_TEMPORAL"))
+	}
+	cfg.zkServers, cfg.zkChroot = zkcoord.ParseConnectString(cfg.zookeeper)
+	if len(cfg.zkServers) == 0 {
+		errs = append(errs, errors.New("no ZooKeeper: set -zookeeper host:port[,host:port...][/chroot] or CLOUDSERVERS_ZOOKEEPER (it elects the router and the reaper, and in zookeeper mode assigns the partitions)"))
+	}
+	for _, s := range cfg.zkServers {
+		if _, port, err := splitHostPort(s); err != nil || port == 0 {
+			errs = append(errs, fmt.Errorf("-zookeeper: %q is not host:port", s))
+		}
+	}
+	if cfg.session <= 0 {
+		errs = append(errs, fmt.Errorf("-session-timeout %s: must be positive", cfg.session))
+	}
+	if cfg.groupSession <= 0 {
+		errs = append(errs, fmt.Errorf("-group-session-timeout %s: must be positive", cfg.groupSession))
+	}
+	if cfg.reapInterval <= 0 {
+		errs = append(errs, fmt.Errorf("-reap-interval %s: must be positive", cfg.reapInterval))
+	}
+	if cfg.reapGrace < 0 {
+		errs = append(errs, fmt.Errorf("-reap-grace %s: must not be negative", cfg.reapGrace))
+	}
+	if cfg.taskQueue == "" {
+		errs = append(errs, errors.New("-task-queue must not be empty"))
+	}
+	if cfg.requestGroup == "" || cfg.routerGroup == "" {
+		errs = append(errs, errors.New("-request-group and -router-group must not be empty"))
+	}
+	switch cfg.mode {
+	case modeZooKeeper:
+		if *processes != "" {
+			cfg.processes = splitList(*processes)
+		}
+		if *assignment != "" {
+			a, err := parseAssignmentSpec(*assignment)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			cfg.assignment = a
+		}
+		switch {
+		case len(cfg.processes) == 0 && cfg.assignment == nil && *assignment == "":
+			errs = append(errs, errors.New("zookeeper mode: set -processes a,b (each partition gets a primary and the others as partners) or -assignment 0=a,b;1=b,a"))
+		case cfg.id != "" && (cfg.assignment != nil || len(cfg.processes) > 0) && !slices.Contains(processList(strings.Join(cfg.processes, ","), cfg.assignment), cfg.id):
+			errs = append(errs, fmt.Errorf("process %q is not in the assignment (processes: %s): give it partitions or check -id", cfg.id,
+				strings.Join(processList(strings.Join(cfg.processes, ","), cfg.assignment), ", ")))
+		}
+	case modeConsumerGroup:
+		if *processes != "" || *assignment != "" {
+			errs = append(errs, errors.New("consumer-group mode: -processes and -assignment do not apply (the Kafka group assigns the partitions); drop them or use -assignment-mode zookeeper"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-assignment-mode %q: want %s or %s", cfg.mode, modeZooKeeper, modeConsumerGroup))
+	}
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("bridge configuration: %w", errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+// assignmentFor returns the zookeeper mode's assignment for a topic with
+// the given number of partitions, checked.
+func (cfg bridgeConfig) assignmentFor(partitions int32) (zkcoord.Assignment, error) {
+	asg := cfg.assignment
+	if asg == nil {
+		asg = defaultAssignment(cfg.processes, partitions)
+	}
+	procs := processList(strings.Join(cfg.processes, ","), asg)
+	if err := asg.Validate(partitions, procs); err != nil {
+		return nil, fmt.Errorf("assignment for %d partitions: %w", partitions, err)
+	}
+	return asg, nil
+}
+
+// defaultAssignment gives partition p the primary processes[p % n] and the
+// others, in order after it, as partners.
+func defaultAssignment(procs []string, partitions int32) zkcoord.Assignment {
+	a := zkcoord.Assignment{}
+	for p := int32(0); p < partitions; p++ {
+		n := int(p) % len(procs)
+		a[p] = append(append([]string{}, procs[n:]...), procs[:n]...)
+	}
+	return a
+}
+
+// parseAssignmentSpec reads "0=a,b;1=b,a" strictly: every entry is
+// partition=candidates, a partition appears once, names are not empty.
+func parseAssignmentSpec(spec string) (zkcoord.Assignment, error) {
+	a := zkcoord.Assignment{}
+	var errs []error
+	for _, part := range strings.Split(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			errs = append(errs, fmt.Errorf("-assignment entry %q: want partition=primary,partner[,partner...]", part))
+			continue
+		}
+		p, err := strconv.ParseInt(strings.TrimSpace(k), 10, 32)
+		if err != nil || p < 0 {
+			errs = append(errs, fmt.Errorf("-assignment entry %q: %q is not a partition number", part, strings.TrimSpace(k)))
+			continue
+		}
+		if _, dup := a[int32(p)]; dup {
+			errs = append(errs, fmt.Errorf("-assignment: partition %d is assigned twice", p))
+			continue
+		}
+		var cands []string
+		for _, c := range strings.Split(v, ",") {
+			c = strings.TrimSpace(c)
+			if c == "" {
+				errs = append(errs, fmt.Errorf("-assignment entry %q: empty process name", part))
+				continue
+			}
+			cands = append(cands, c)
+		}
+		a[int32(p)] = cands
+	}
+	if len(a) == 0 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("-assignment %q assigns no partition", spec))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return a, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// splitHostPort splits "host:port" and parses the port.
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("%q: no port", s)
+	}
+	port, err := strconv.Atoi(s[i+1:])
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", s)
+	}
+	return s[:i], port, nil
+}
