@@ -13,7 +13,6 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
@@ -153,7 +152,7 @@ func (g *GroupConsumer) Run(ctx context.Context) error {
 	h := &groupHandler{g: g, log: log}
 	backoff = 500 * time.Millisecond
 	for ctx.Err() == nil {
-		err := cg.Consume(ctx, []string{cloudservers.TopicRequests}, h)
+		err := cg.Consume(ctx, []string{g.Requests.topic()}, h)
 		if ctx.Err() != nil {
 			break
 		}
@@ -180,7 +179,7 @@ type groupHandler struct {
 
 func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.log.Info("joined the consumer group", "member", sess.MemberID(), "generation", sess.GenerationID(),
-		"partitions", sess.Claims()[cloudservers.TopicRequests])
+		"partitions", sess.Claims()[h.g.Requests.topic()])
 	return nil
 }
 

@@ -31,6 +31,8 @@ type Requests struct {
 	Kafka    sarama.Client
 	Consumer sarama.Consumer
 
+	// Topic is the requests topic; default cloudservers.TopicRequests.
+	Topic string
 	// TaskQueue of the lifecycle workflows; default workflows.TaskQueue.
 	TaskQueue string
 	// Group commits the offsets; default RequestGroup.
@@ -52,8 +54,10 @@ func (r *Requests) ConsumePartition(ctx context.Context, partition int32, owner 
 	if group == "" {
 		group = RequestGroup
 	}
-	return consumePartition(ctx, r.Consumer, r.Kafka, group, cloudservers.TopicRequests, partition, meta, r.Fresh, r.handle, r.Log)
+	return consumePartition(ctx, r.Consumer, r.Kafka, group, r.topic(), partition, meta, r.Fresh, r.handle, r.Log)
 }
+
+func (r *Requests) topic() string { return cmp.Or(r.Topic, cloudservers.TopicRequests) }
 
 // DecodeRequest parses and checks a request message.
 func DecodeRequest(value []byte) (cloudservers.Request, error) {

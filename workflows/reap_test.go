@@ -185,5 +185,5 @@ func TestReapRefusesMoreOrphansThanItsLimit(t *testing.T) {
 
 func TestReapWorkflowID(t *testing.T) {
 	at := time.Date(2025, 3, 1, 12, 30, 5, 999, time.FixedZone("x", 3600))
-	assert.Equal(t, "reap/2025-03-01T11:30:05Z", workflows.ReapWorkflowID(at))
+	assert.Equal(t, "reap/2025-03-01T11:30:05.000Z", workflows.ReapWorkflowID(at))
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 	"github.com/cloudservers/cloudservers/workflows"
@@ -24,24 +25,25 @@ const (
 // anything: a mistake is reported at once, not after minutes of retries.
 type bridgeConfig struct {
 	common
-	id           string
-	processes    []string
-	assignment   zkcoord.Assignment // explicit -assignment; nil for the default
-	mode         string
-	zkServers    []string
-	zkChroot     string
-	session      time.Duration // ZooKeeper
-	groupSession time.Duration // Kafka consumer group
-	eventTimeout time.Duration
-	statusListen string
-	taskQueue    string
-	requestGroup string
-	routerGroup  string
-	reaper       bool
-	reapInterval time.Duration
-	reapGrace    time.Duration
-	reapMax      int
-	reapDryRun   bool
+	id            string
+	processes     []string
+	assignment    zkcoord.Assignment // explicit -assignment; nil for the default
+	mode          string
+	zkServers     []string
+	zkChroot      string
+	session       time.Duration // ZooKeeper
+	groupSession  time.Duration // Kafka consumer group
+	eventTimeout  time.Duration
+	statusListen  string
+	taskQueue     string
+	requestsTopic string
+	requestGroup  string
+	routerGroup   string
+	reaper        bool
+	reapInterval  time.Duration
+	reapGrace     time.Duration
+	reapMax       int
+	reapDryRun    bool
 }
 
 // parseBridgeConfig reads the bridge's flags and checks everything that can
@@ -60,6 +62,7 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	fs.DurationVar(&cfg.eventTimeout, "event-timeout", 5*time.Minute, "how long a saga waits for a notification before its one reconciliation read")
 	fs.StringVar(&cfg.statusListen, "status-listen", "", "serve /healthz and /status (ownership, offsets, lag, leaders, counters) on this address")
 	fs.StringVar(&cfg.taskQueue, "task-queue", envOr("CLOUDSERVERS_TASK_QUEUE", workflows.TaskQueue), "Temporal task queue of the workflows (env CLOUDSERVERS_TASK_QUEUE)")
+	fs.StringVar(&cfg.requestsTopic, "requests-topic", cloudservers.TopicRequests, "the requests topic")
 	fs.StringVar(&cfg.requestGroup, "request-group", bridge.RequestGroup, "Kafka group under which request offsets are committed")
 	fs.StringVar(&cfg.routerGroup, "router-group", bridge.RouterGroup, "Kafka group under which the router commits notification offsets")
 	fs.BoolVar(&cfg.reaper, "reaper", true, "take part in the election of the reaper (removes leaked OpenStack resources through reap workflows)")
@@ -109,8 +112,8 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	if cfg.taskQueue == "" {
 		errs = append(errs, errors.New("-task-queue must not be empty"))
 	}
-	if cfg.requestGroup == "" || cfg.routerGroup == "" {
-		errs = append(errs, errors.New("-request-group and -router-group must not be empty"))
+	if cfg.requestGroup == "" || cfg.routerGroup == "" || cfg.requestsTopic == "" {
+		errs = append(errs, errors.New("-requests-topic, -request-group and -router-group must not be empty"))
 	}
 	switch cfg.mode {
 	case modeZooKeeper:

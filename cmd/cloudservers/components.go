@@ -201,15 +201,15 @@ func runBridge(ctx context.Context, args []string) error {
 	brokers, _ := cfg.brokers()
 	log := logger("bridge").With("process", id)
 	log.Info("bridge starting", "assignment_mode", cfg.mode, "kafka", cfg.kafka, "zookeeper", cfg.zookeeper,
-		"temporal", cfg.temporal, "task_queue", cfg.taskQueue)
+		"temporal", cfg.temporal, "task_queue", cfg.taskQueue, "requests_topic", cfg.requestsTopic)
 	kc, err := kafka.Connect(ctx, brokers, "cloudservers-bridge-"+id, log)
 	if err != nil {
 		return err
 	}
 	defer kc.Close()
-	parts, err := kc.Partitions(cloudservers.TopicRequests)
+	parts, err := kc.Partitions(cfg.requestsTopic)
 	if err != nil {
-		return fmt.Errorf("partitions of %s (is the topic created?): %w", cloudservers.TopicRequests, err)
+		return fmt.Errorf("partitions of %s (is the topic created?): %w", cfg.requestsTopic, err)
 	}
 	var asg zkcoord.Assignment
 	if cfg.mode == modeZooKeeper {
@@ -251,7 +251,7 @@ func runBridge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer reaperConsumer.Close()
-	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, TaskQueue: cfg.taskQueue, Group: cfg.requestGroup,
+	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Topic: cfg.requestsTopic, TaskQueue: cfg.taskQueue, Group: cfg.requestGroup,
 		Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: cfg.eventTimeout}
 	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Temporal: tc, Visibility: tc,
 		DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
@@ -266,7 +266,7 @@ func runBridge(ctx context.Context, args []string) error {
 	var leading sync.Map // singleton name -> fence, while this process leads it
 	if cfg.statusListen != "" {
 		stop, err := serveStatus(cfg.statusListen, log, func(ctx context.Context) (any, error) {
-			sys, err := collectStatus(ctx, coord, kc, cfg.requestGroup)
+			sys, err := collectStatus(ctx, coord, kc, cfg.requestsTopic, cfg.requestGroup)
 			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{},
 				Requests: requests.Stats.Snapshot(), Router: router.Stats.Snapshot()}
 			leading.Range(func(k, v any) bool { out.Leading[k.(string)] = v.(int64); return true })

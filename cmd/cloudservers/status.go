@@ -94,8 +94,7 @@ type bridgeStatus struct {
 
 // collectStatus reads the status from ZooKeeper and Kafka. It reports what
 // it could read even when a part fails (the error names the parts).
-func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Client, group string) (statusReport, error) {
-	topic := cloudservers.TopicRequests
+func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Client, topic, group string) (statusReport, error) {
 	st := statusReport{Time: time.Now().UTC(), Topic: topic, Group: group, Partitions: []partitionReport{}, Singletons: []singletonReport{}}
 	var problems []error
 	parts, err := kc.Partitions(topic)
@@ -299,6 +298,7 @@ func runStatus(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	c.register(fs)
 	group := fs.String("group", bridge.RequestGroup, "the bridges' request group (-request-group of the bridge)")
+	topic := fs.String("topic", cloudservers.TopicRequests, "the requests topic (-requests-topic of the bridge)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Duration("watch", 0, "print again every interval until interrupted (e.g. 1s)")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up connecting to ZooKeeper or Kafka after this long")
@@ -330,7 +330,7 @@ func runStatus(ctx context.Context, args []string) error {
 	}
 	defer coord.Close()
 	for {
-		st, err := collectStatus(ctx, coord, kc, *group)
+		st, err := collectStatus(ctx, coord, kc, *topic, *group)
 		if *asJSON {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
