@@ -44,3 +44,8 @@ docs:
 
 clean:
 	rm -rf bin
+
+## test-openstack: the e2e saga suite against a real OpenStack (the kit in $OPENSTACK_KIT), see docs/real-openstack.md
+.PHONY: test-openstack
+test-openstack: build
+	@scripts/openstack-real.sh

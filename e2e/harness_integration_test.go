@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gophercloud/gophercloud/v2"
 	"go.temporal.io/sdk/client"
+	temporallog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/cloudservers/cloudservers"
@@ -137,7 +138,9 @@ func startSystem(t *testing.T, opt options) *system {
 	}
 	s.calls = recordCalls(clients)
 	// The worker, on this test's own task queue.
-	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: nil})
+	// The SDK's own logger writes every workflow step at DEBUG: only
+	// warnings unless E2E_DEBUG is set.
+	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: temporallog.NewStructuredLogger(log)})
 	must(t, err)
 	t.Cleanup(s.temporal.Close)
 	w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{})

@@ -27,10 +27,12 @@ import (
 // made while it ran.
 type opTrace struct {
 	Operation  string         `json:"operation"`
-	Seconds    float64        `json:"seconds"` // API request to operation succeeded, as the customer sees it
+	Seconds    float64        `json:"seconds"`      // API request to operation succeeded, as the customer sees it
+	Saga       float64        `json:"saga_seconds"` // the saga's workflow, first to last event
 	Activities []activityStep `json:"activities"`
 	Signals    []signalSeen   `json:"notifications"`
 	Calls      []string       `json:"openstack_calls"`
+	CallLog    []callAt       `json:"openstack_call_log"`
 }
 
 type activityStep struct {
@@ -62,7 +64,7 @@ func traceOperation(t *testing.T, s *system, opType, opID string, began, ended t
 	tr := opTrace{Operation: opType, Seconds: ended.Sub(began).Seconds()}
 	iter := s.temporal.GetWorkflowHistory(ctx, workflows.OperationWorkflowID(opID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	dc := converter.GetDefaultDataConverter()
-	var start time.Time
+	var start, last time.Time
 	scheduled := map[int64]string{}
 	var requestIDs []string
 	for iter.HasNext() {
@@ -72,6 +74,7 @@ func traceOperation(t *testing.T, s *system, opType, opID string, began, ended t
 		if start.IsZero() {
 			start = at
 		}
+		last = at
 		rel := at.Sub(start).Seconds()
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -104,21 +107,38 @@ func traceOperation(t *testing.T, s *system, opType, opID string, began, ended t
 				t.Errorf("signal %s: %v", a.GetSignalName(), err)
 				continue
 			}
-			seen := signalSeen{At: rel, EventType: n.EventType, Format: n.Format, Publisher: n.Publisher,
-				RequestID: n.RequestID, State: n.State, TaskState: n.TaskState, SameRequest: "no request id"}
-			if n.RequestID != "" {
-				seen.SameRequest = "other request"
-				if len(requestIDs) == 0 {
-					seen.SameRequest = "saga has none"
-				} else if slices.Contains(requestIDs, n.RequestID) {
-					seen.SameRequest = "yes"
-				}
-			}
-			tr.Signals = append(tr.Signals, seen)
+			tr.Signals = append(tr.Signals, signalSeen{At: rel, EventType: n.EventType, Format: n.Format, Publisher: n.Publisher,
+				RequestID: n.RequestID, State: n.State, TaskState: n.TaskState})
 		}
 	}
-	tr.Calls = summary(callsBetween(s.calls, began, ended))
+	tr.Saga = last.Sub(start).Seconds()
+	// Judged once the whole history is read: a notification can reach the
+	// saga before the activity that caused it has completed (Nova deletes
+	// an instance without a host inside the API call).
+	for i, sig := range tr.Signals {
+		switch {
+		case sig.RequestID == "":
+			tr.Signals[i].SameRequest = "no request id"
+		case slices.Contains(requestIDs, sig.RequestID):
+			tr.Signals[i].SameRequest = "yes"
+		default:
+			tr.Signals[i].SameRequest = "other request"
+		}
+	}
+	calls := callsBetween(s.calls, began, ended)
+	tr.Calls = summary(calls)
+	for _, c := range calls {
+		tr.CallLog = append(tr.CallLog, callAt{At: c.Time.Sub(start).Seconds(), Took: c.Duration.Seconds(), Call: c.key(), Status: c.Status})
+	}
 	return tr
+}
+
+// callAt is one OpenStack call on the saga's clock.
+type callAt struct {
+	At     float64 `json:"at"`   // seconds since the saga started
+	Took   float64 `json:"took"` // seconds
+	Call   string  `json:"call"`
+	Status int     `json:"status"`
 }
 
 func callsBetween(r *callRecorder, from, to time.Time) []cloudCall {
@@ -143,8 +163,8 @@ func logTrace(t *testing.T, tr opTrace) {
 	for _, a := range tr.Activities {
 		acts = append(acts, fmt.Sprintf("%.2fs %s", a.At, a.Name))
 	}
-	t.Logf("%s: %.1fs\n  activities: %s\n  notifications delivered to the saga: %s\n  OpenStack calls: %s",
-		tr.Operation, tr.Seconds, strings.Join(acts, ", "), strings.Join(sig, ", "), strings.Join(tr.Calls, ", "))
+	t.Logf("%s: %.1fs (saga %.1fs)\n  activities: %s\n  notifications delivered to the saga: %s\n  OpenStack calls: %s",
+		tr.Operation, tr.Seconds, tr.Saga, strings.Join(acts, ", "), strings.Join(sig, ", "), strings.Join(tr.Calls, ", "))
 }
 
 func writeTraces(t *testing.T, traces []opTrace) {
