@@ -100,6 +100,8 @@ func (g *GroupConsumer) Config() *sarama.Config {
 	c.Consumer.Return.Errors = true
 	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	c.Consumer.Offsets.AutoCommit.Enable = false
+	// Short long-polls: a partition starting waits behind the one in flight.
+	c.Consumer.MaxWaitTime = 100 * time.Millisecond
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	if g.Requests.Fresh == FreshAtNewest {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest

@@ -123,7 +123,7 @@ func testFailover(t *testing.T, mode string, timeout time.Duration) {
 		l := b.wait(killed, timeout+time.Minute, fmt.Sprintf("bridge-b takes partition %d over", p), isConsuming(w.topic, p))
 		took := l.at.Sub(killed)
 		worst = max(worst, took)
-		t.Logf("TAKEOVER mode=%s timeout=%s partition=%d took=%.2fs (from %s)", mode, timeout, p, took.Seconds(), l.kv["committed_by"])
+		t.Logf("TAKEOVER mode=%s timeout=%s partition=%d took=%.2fs (resuming at offset %s)", mode, timeout, p, took.Seconds(), l.kv["from"])
 	}
 	t.Logf("TAKEOVER mode=%s timeout=%s worst=%.2fs bound=%s (+%s slack) requests_before_kill=%d", mode, timeout, worst.Seconds(),
 		timeout+2*time.Second, slack, beforeKill)

@@ -59,6 +59,10 @@ type world struct {
 	kafka        sarama.Client
 	producer     *kafka.Producer // partitioned: requests
 	plain        *kafka.Producer // notifications, garbage
+	published    *recorder // the simulator's notifications
+	// otherCreates counts the Nova creates the test made itself (not
+	// through a saga).
+	otherCreates int
 }
 
 type worldOptions struct {
@@ -130,7 +134,8 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 	commitEnds(t, w.kafka, w.routerGroup, cloudservers.NotificationTopics)
 
 	simCfg := opt.sim
-	simCfg.Publisher = w.plain
+	w.published = &recorder{next: w.plain}
+	simCfg.Publisher = w.published
 	// Unlimited: a test creates a server per request.
 	simCfg.Quotas = openstacksim.Quotas{Instances: -1, Cores: -1, RAM: -1, Ports: -1, FloatingIPs: -1}
 	w.sim = openstacksim.New(simCfg)
@@ -312,7 +317,7 @@ func (w *world) verifyExactlyOnce(reqs []sent, timeout time.Duration) verdict {
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	creates := w.sim.Calls().Count("POST /compute/v2.1/servers")
+	creates := w.sim.Calls().Count("POST /compute/v2.1/servers") - w.otherCreates
 	if creates != len(reqs) {
 		t.Errorf("the simulator received %d Nova creates for %d requests: a saga ran twice (or not at all)", creates, len(reqs))
 	}
@@ -474,4 +479,41 @@ func (g *group) Go(f func() error) {
 func (g *group) Wait() error {
 	g.wg.Wait()
 	return g.err
+}
+
+// recorder passes the simulator's notifications on to Kafka and remembers
+// when each was published.
+type recorder struct {
+	next openstacksim.Publisher
+	mu   sync.Mutex
+	log  []publication
+}
+
+type publication struct {
+	at    time.Time
+	topic string
+	value string
+}
+
+func (r *recorder) Publish(ctx context.Context, topic string, value []byte) error {
+	err := r.next.Publish(ctx, topic, value)
+	if err == nil {
+		r.mu.Lock()
+		r.log = append(r.log, publication{time.Now(), topic, string(value)})
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// between returns the publications in [from, to) whose value contains s.
+func (r *recorder) between(from, to time.Time, s string) []publication {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []publication
+	for _, p := range r.log {
+		if !p.at.Before(from) && p.at.Before(to) && strings.Contains(p.value, s) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 	"github.com/cloudservers/cloudservers/workflows"
 )
@@ -237,4 +242,26 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q: bad port", s)
 	}
 	return s[:i], port, nil
+}
+
+// newPromptConsumer is newConsumer with short fetch long-polls. Kafka
+// answers one connection's requests in order, and starting a partition
+// (sarama looks up its offsets on the consumer's connection) waits behind
+// the long-poll in flight: with Kafka's 500 ms default, a takeover or a
+// handback would take up to half a second more. An idle consumer then
+// polls ten times a second, which costs little.
+func newPromptConsumer(ctx context.Context, brokers []string, clientID string, log *slog.Logger) (consumer, error) {
+	kc, err := kafka.Connect(ctx, brokers, clientID, log)
+	if err != nil {
+		return consumer{}, err
+	}
+	// The client's configuration is read by the consumer created below
+	// (no consumer exists yet).
+	kc.Config().Consumer.MaxWaitTime = 100 * time.Millisecond
+	c, err := sarama.NewConsumerFromClient(kc)
+	if err != nil {
+		kc.Close()
+		return consumer{}, err
+	}
+	return consumer{Consumer: c, client: kc}, nil
 }

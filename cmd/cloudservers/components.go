@@ -236,12 +236,12 @@ func runBridge(ctx context.Context, args []string) error {
 	// Each consuming role fetches on a Kafka client of its own: Kafka
 	// answers one connection's requests in order, and a long-polling fetch
 	// must not hold back the other role's fetches or the offset commits.
-	reqConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-requests", log)
+	reqConsumer, err := newPromptConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-requests", log)
 	if err != nil {
 		return err
 	}
 	defer reqConsumer.Close()
-	routerConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-router", log)
+	routerConsumer, err := newPromptConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-router", log)
 	if err != nil {
 		return err
 	}
