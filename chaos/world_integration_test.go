@@ -275,7 +275,11 @@ func (w *world) verifyExactlyOnce(reqs []sent, timeout time.Duration) verdict {
 	for len(pending) > 0 {
 		var mu sync.Mutex
 		var g group
+		ops := make([]string, 0, len(pending))
 		for op := range pending {
+			ops = append(ops, op)
+		}
+		for _, op := range ops {
 			g.Go(func() error {
 				d, err := w.temporal.DescribeWorkflowExecution(ctx, workflows.OperationWorkflowID(op), "")
 				var nf *serviceerror.NotFound

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/devstack"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
@@ -302,8 +304,19 @@ func runStatus(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Duration("watch", 0, "print again every interval until interrupted (e.g. 1s)")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up connecting to ZooKeeper or Kafka after this long")
+	endpoints := fs.String("endpoints", filepath.Join(devstack.DefaultDataDir(), "endpoints.json"), "the endpoints file of `cloudservers dev`, read when -kafka or -zookeeper is not set")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if c.kafka == "" || c.zookeeper == "" {
+		if e, err := devstack.LoadEndpoints(*endpoints); err == nil {
+			if c.kafka == "" {
+				c.kafka = strings.Join(e.Kafka, ",")
+			}
+			if c.zookeeper == "" {
+				c.zookeeper = e.ZooKeeper
+			}
+		}
 	}
 	brokers, err := c.brokers()
 	if err != nil {
