@@ -253,7 +253,12 @@ func createNobindNetwork(t *testing.T, s *system, name string) {
 // On a real cloud this checks the fields that read uses (status, task
 // state, flavor, fault, addresses) against real Nova.
 func TestLostNotificationReconciledOnAnyCloud(t *testing.T) {
-	s := startSystem(t, options{sim: kitTimes, eventTimeout: 20 * time.Second,
+	// Long enough for the instance to be ACTIVE when the read is made.
+	timeout := 6 * time.Second
+	if realCloud() {
+		timeout = 20 * time.Second
+	}
+	s := startSystem(t, options{sim: kitTimes, eventTimeout: timeout,
 		dropEvents: func(ev notification.Event) bool { return ev.EventType == "instance.create.end" }})
 	began := time.Now()
 	var op api.OperationView
@@ -268,6 +273,16 @@ func TestLostNotificationReconciledOnAnyCloud(t *testing.T) {
 	}
 	if n := s.calls.Count(getServer); n != 1 {
 		t.Fatalf("%d reads of the server, want exactly 1 reconciliation read", n)
+	}
+	// What the read made of Nova's answer (the fields GetNovaServer reads).
+	var read map[string]any
+	for _, a := range tr.Activities {
+		if a.Name == "GetNovaServer" {
+			read = a.Result
+		}
+	}
+	if read["status"] != "ACTIVE" || read["task_state"] != nil || read["flavor"] != "m1.tiny" || read["private_ip"] != srv.PrivateIPv4 || read["instance_id"] == "" {
+		t.Fatalf("the reconciliation read saw %v; want ACTIVE, no task, flavor m1.tiny, private IP %s", read, srv.PrivateIPv4)
 	}
 	var del api.OperationView
 	if code := s.call("DELETE", "/v1/servers/"+op.ServerID, nil, &del); code != 202 {

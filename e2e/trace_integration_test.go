@@ -41,6 +41,9 @@ type activityStep struct {
 	RequestID string  `json:"request_id,omitempty"`
 	Already   bool    `json:"already_done,omitempty"`
 	Failed    string  `json:"failed,omitempty"`
+	// Result is the activity's result (an object), e.g. the NovaServer a
+	// reconciliation read made of Nova's answer.
+	Result map[string]any `json:"result,omitempty"`
 }
 
 type signalSeen struct {
@@ -87,6 +90,7 @@ func traceOperation(t *testing.T, s *system, opType, opID string, began, ended t
 			}
 			var res map[string]any
 			if p := a.GetResult(); p != nil && len(p.GetPayloads()) > 0 && dc.FromPayload(p.GetPayloads()[0], &res) == nil {
+				step.Result = res
 				step.RequestID, _ = res["request_id"].(string)
 				step.Already, _ = res["already_done"].(bool)
 			}
