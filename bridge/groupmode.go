@@ -109,7 +109,10 @@ func (g *GroupConsumer) Config() *sarama.Config {
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 	st := cmp.Or(g.SessionTimeout, 10*time.Second)
 	c.Consumer.Group.Session.Timeout = st
-	c.Consumer.Group.Heartbeat.Interval = max(st/4, 100*time.Millisecond)
+	// The coordinator tells the survivors of a member's death in its
+	// answer to their next heartbeat: frequent heartbeats make the
+	// takeover follow the session timeout closely.
+	c.Consumer.Group.Heartbeat.Interval = max(st/10, 100*time.Millisecond)
 	// A revoked partition's handler finishes its message within
 	// finishGrace; the rebalance waits at most this long for it.
 	c.Consumer.Group.Rebalance.Timeout = 30 * time.Second
