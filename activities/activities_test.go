@@ -274,3 +274,39 @@ func TestErrorMessagesAreReadable(t *testing.T) {
 		}
 	}
 }
+
+// Associate then disassociate: the floating IP ends with no port (the
+// request carries an explicit null, which every Neutron reads the same).
+func TestDisassociateFloatingIP(t *testing.T) {
+	a, sim := newActivities(t, openstacksim.Config{})
+	ctx := context.Background()
+	port, err := a.CreatePort(ctx, activities.CreatePortInput{ServerID: "s6", CustomerID: "c1", Region: "region-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fip, err := a.AllocateFloatingIP(ctx, activities.AllocateFloatingIPInput{ServerID: "s6", Region: "region-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AssociateFloatingIP(ctx, activities.AssociateFloatingIPInput{FloatingIPID: fip.ID, PortID: port.ID}); err != nil {
+		t.Fatal(err)
+	}
+	portOf := func() string {
+		for _, f := range sim.Inventory().FloatingIPs {
+			if f.ID == fip.ID {
+				return f.PortID
+			}
+		}
+		t.Fatalf("floating IP %s gone", fip.ID)
+		return ""
+	}
+	if got := portOf(); got != port.ID {
+		t.Fatalf("after associate: port %q, want %q", got, port.ID)
+	}
+	if err := a.DisassociateFloatingIP(ctx, fip.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := portOf(); got != "" {
+		t.Fatalf("after disassociate: still on port %q", got)
+	}
+}

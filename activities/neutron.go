@@ -174,8 +174,8 @@ func (a *Activities) AssociateFloatingIP(ctx context.Context, in AssociateFloati
 // DisassociateFloatingIP detaches a floating IP from its port; a floating
 // IP that is gone needs no detaching.
 func (a *Activities) DisassociateFloatingIP(ctx context.Context, floatingIPID string) error {
-	var none *string
-	_, err := floatingips.Update(ctx, a.clients.Network, floatingIPID, floatingips.UpdateOpts{PortID: none}).Extract()
+	none := "" // gophercloud sends an empty port ID as an explicit null
+	_, err := floatingips.Update(ctx, a.clients.Network, floatingIPID, floatingips.UpdateOpts{PortID: &none}).Extract()
 	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
 		return nil
 	}

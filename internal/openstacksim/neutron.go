@@ -933,7 +933,12 @@ func (s *Sim) updateFloatingIP(w http.ResponseWriter, r *http.Request) {
 		neutronError(w, fipNotFound(id))
 		return
 	}
-	if v, ok := obj["port_id"]; ok {
+	// Neutron (Zed) reads a missing port_id as null: an update without it
+	// disassociates (checked against the real kit with {"floatingip": {}}).
+	v, hasPort := obj["port_id"]
+	if !hasPort {
+		f.portID, f.fixedIP = "", ""
+	} else {
 		switch v := v.(type) {
 		case nil:
 			f.portID, f.fixedIP = "", ""
