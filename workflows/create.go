@@ -83,11 +83,13 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 
 	if _, err = Step(saga, "WaitForNovaBuild", func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
-			What:      "build of Nova server " + nova.InstanceID,
-			Action:    nova,
-			Success:   []string{"instance.create.end"},
-			Failure:   []string{"instance.create.error", "compute_task.build_instances.error"},
-			Reconcile: wantStatus("ACTIVE"),
+			What:    "build of Nova server " + nova.InstanceID,
+			Action:  nova,
+			Success: []string{"instance.create.end"},
+			Failure: []string{"instance.create.error", "compute_task.build_instances.error"},
+			// One host failing the build is not the end: Nova reschedules.
+			Provisional: []string{"instance.create.error"},
+			Reconcile:   wantStatus("ACTIVE"),
 		}, in.EventTimeout)
 	}, "", nil); err != nil {
 		return res, err

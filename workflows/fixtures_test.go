@@ -77,7 +77,7 @@ var (
 			{Name: "CreatePort", Activity: "CreatePort", Undo: "DeletePort"},
 			{Name: "CreateNovaServer", Activity: "CreateNovaServer", Undo: "DeleteNovaServer"},
 			{Name: "WaitForNovaBuild", Waits: "CreateNovaServer", Failures: []sagatest.Failure{
-				sagatest.EventFailure("CreateNovaServer", "instance.create.error", "No valid host was found. There are not enough hosts available."),
+				sagatest.BuildFailure("CreateNovaServer", "PortBindingFailed: Binding failed for port "+sagatest.PortID(serverID)),
 				sagatest.EventFailure("CreateNovaServer", "compute_task.build_instances.error", "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance "+sagatest.InstanceID(serverID)+"."),
 				sagatest.ErrorStateFailure("CreateNovaServer", "PortBindingFailed: Binding failed for port "+sagatest.PortID(serverID)),
 				sagatest.LostFailure("CreateNovaServer", activities.NovaServer{Status: "BUILD", TaskState: "spawning"}),

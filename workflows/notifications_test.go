@@ -25,8 +25,33 @@ func TestNotificationDuplicates(t *testing.T) {
 		assert.Equal(t, createSaga.HappyCalls(), o.Cloud.OpenStackCalls())
 	})
 
+	t.Run("a build that fails on one host and succeeds on the next: not a failure", func(t *testing.T) {
+		e := sagatest.ErrorEvent("instance.create.error", "PortBindingFailed: Binding failed on host compute-1")
+		e.Fails = false
+		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
+			c.Notify("CreateNovaServer", sagatest.Update("building", "spawning"), e, sagatest.Update("building", "scheduling").At(3*time.Second),
+				sagatest.End("instance.create.end").At(5*time.Second))
+		})
+		require.NoError(t, o.Err)
+		assert.Equal(t, createSaga.HappyCalls(), o.Cloud.OpenStackCalls())
+	})
+
+	t.Run("a build error on the last host, then ERROR: the step fails with that host's fault", func(t *testing.T) {
+		e := sagatest.ErrorEvent("instance.create.error", "PortBindingFailed: Binding failed for port p1")
+		e.Fails = false
+		u := sagatest.Update("error", "").At(3 * time.Second)
+		u.Fails = true
+		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
+			c.Notify("CreateNovaServer", e, u)
+		})
+		f := sagatest.RequireStepFailure(t, o.Err)
+		assert.Equal(t, "WaitForNovaBuild", f.Step)
+		assert.Contains(t, f.Message, "PortBindingFailed: Binding failed for port p1")
+		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
+	})
+
 	t.Run("an .error and its legacy twin: the step fails once, each compensation runs once", func(t *testing.T) {
-		e := sagatest.ErrorEvent("instance.create.error", "No valid host was found.")
+		e := sagatest.ErrorEvent("compute_task.build_instances.error", "No valid host was found.")
 		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
 			c.Notify("CreateNovaServer", e, e.Legacy().At(2*time.Second+time.Millisecond), e.At(3*time.Second))
 		})

@@ -23,6 +23,11 @@ type Expectation struct {
 	// end the wait.
 	Success []string
 	Failure []string
+	// Provisional lists failure events that are not final: Nova sends
+	// instance.create.error for each host a build failed on, then
+	// reschedules. Their fault is kept for the report; the wait ends when
+	// the instance goes to ERROR (or a Failure event comes).
+	Provisional []string
 	// Reconcile judges the one read made when no notification came in time:
 	// nil means the action completed and its notification was lost.
 	Reconcile func(activities.NovaServer) error
@@ -46,6 +51,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 	timer := workflow.NewTimer(timerCtx, timeout)
 	var latest *notification.Event // the newest relevant instance.update, by Nova's timestamp
 	var errored workflow.Future    // running while an update to ERROR waits for its .error event
+	var provisional *notification.Event
 	for {
 		var (
 			ev           notification.Event
@@ -75,6 +81,16 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 		if !got || !exp.matches(ev) {
 			continue
 		}
+		if slices.Contains(exp.Provisional, ev.EventType) &&
+			workflow.GetVersion(ctx, "provisional-build-errors", workflow.DefaultVersion, 1) == 1 {
+			e := ev
+			provisional = &e
+			if errored != nil {
+				// The instance is already in ERROR: this is its reason.
+				return fmt.Errorf("%s: Nova reported %s: %s", exp.What, ev.EventType, faultOf(ev))
+			}
+			continue
+		}
 		switch {
 		case slices.Contains(exp.Success, ev.EventType):
 			return nil
@@ -92,6 +108,9 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 					// event that follows it does. Wait briefly for that
 					// one, so the customer learns why (histories from
 					// before this change failed at once).
+					if provisional != nil {
+						return fmt.Errorf("%s: Nova reported %s: %s", exp.What, provisional.EventType, faultOf(*provisional))
+					}
 					if ev.Fault != "" || workflow.GetVersion(ctx, "error-update-waits-for-fault", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 						return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(ev))
 					}

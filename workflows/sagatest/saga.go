@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -87,6 +88,22 @@ func EventFailure(action, eventType, fault string) Failure {
 		Name:    eventType,
 		Inject:  func(c *Cloud) { c.Notify(action, Update("building", ""), ErrorEvent(eventType, fault)) },
 		Message: "Nova reported " + eventType + ": " + fault,
+	}
+}
+
+// BuildFailure is how Nova reports a build that failed on its last host:
+// instance.create.error with that host's fault (Nova sends one for every
+// host it tries before rescheduling, so it does not end the wait), then an
+// instance.update to vm state error, which does.
+func BuildFailure(action, fault string) Failure {
+	e := ErrorEvent("instance.create.error", fault)
+	e.Fails = false
+	u := Update("error", "").At(3 * time.Second)
+	u.Fails = true
+	return Failure{
+		Name:    "instance.create.error then ERROR",
+		Inject:  func(c *Cloud) { c.Notify(action, Update("building", ""), e, u) },
+		Message: "Nova reported instance.create.error: " + fault,
 	}
 }
 
