@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run stack fetch test unit docs docs-check check-tools clean
+.PHONY: all build run stack fetch test unit chaos docs docs-check check-tools clean
 
 all: build
 
@@ -33,6 +33,10 @@ fetch: build
 ## test: unit and integration tests with -race against the real engines, the spec checks and a short fuzz pass
 test: build
 	@scripts/test.sh
+
+## chaos: bridge processes killed, restarted and cut off ZooKeeper under load (also part of make test); prints TAKEOVER times
+chaos: build
+	scripts/test-stack.sh go test -race -tags integration -count=1 -v -timeout 30m ./chaos/
 
 ## unit: the tests that need no engine
 unit:
