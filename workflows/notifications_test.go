@@ -50,6 +50,19 @@ func TestNotificationDuplicates(t *testing.T) {
 		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
 	})
 
+	t.Run("compute_task's summary before the host's error (another partition): the step fails with the host's reason", func(t *testing.T) {
+		summary := sagatest.ErrorEvent("compute_task.build_instances.error", "MaxRetriesExceeded: Exceeded maximum number of retries.").At(2 * time.Second)
+		host := sagatest.ErrorEvent("instance.create.error", "PortBindingFailed: Binding failed for port p1").At(2*time.Second + 300*time.Millisecond)
+		host.Fails = false
+		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
+			c.Notify("CreateNovaServer", summary, host)
+		})
+		f := sagatest.RequireStepFailure(t, o.Err)
+		assert.Contains(t, f.Message, "instance.create.error: PortBindingFailed: Binding failed for port p1")
+		assert.Contains(t, f.Message, "then compute_task.build_instances.error: MaxRetriesExceeded")
+		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
+	})
+
 	t.Run("an .error and its legacy twin: the step fails once, each compensation runs once", func(t *testing.T) {
 		e := sagatest.ErrorEvent("compute_task.build_instances.error", "No valid host was found.")
 		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -50,8 +51,20 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 	defer cancelTimer()
 	timer := workflow.NewTimer(timerCtx, timeout)
 	var latest *notification.Event // the newest relevant instance.update, by Nova's timestamp
-	var errored workflow.Future    // running while an update to ERROR waits for its .error event
 	var provisional *notification.Event
+	// failed is the event that ended the action in failure while the wait
+	// lingers (errored running) for the event that says why: an update to
+	// ERROR rarely carries the fault, and a build's last error can arrive
+	// after compute_task's summary (other partition, no order between them).
+	var failed *notification.Event
+	var errored workflow.Future
+	linger := func(ev notification.Event) {
+		e := ev
+		failed = &e
+		if errored == nil {
+			errored = workflow.NewTimer(timerCtx, min(errorFaultGrace, timeout))
+		}
+	}
 	for {
 		var (
 			ev           notification.Event
@@ -73,7 +86,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			return err
 		}
 		if graceExpired {
-			return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(*latest))
+			return exp.failure(*failed, nil)
 		}
 		if timedOut {
 			return reconcile(ctx, exp, timeout, latest)
@@ -85,9 +98,9 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			workflow.GetVersion(ctx, "provisional-build-errors", workflow.DefaultVersion, 1) == 1 {
 			e := ev
 			provisional = &e
-			if errored != nil {
+			if failed != nil {
 				// The instance is already in ERROR: this is its reason.
-				return fmt.Errorf("%s: Nova reported %s: %s", exp.What, ev.EventType, faultOf(ev))
+				return exp.failure(*failed, provisional)
 			}
 			continue
 		}
@@ -95,7 +108,12 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 		case slices.Contains(exp.Success, ev.EventType):
 			return nil
 		case slices.Contains(exp.Failure, ev.EventType):
-			return fmt.Errorf("%s: Nova reported %s: %s", exp.What, ev.EventType, faultOf(ev))
+			if provisional == nil && len(exp.Provisional) > 0 &&
+				workflow.GetVersion(ctx, "failure-waits-for-build-error", workflow.DefaultVersion, 1) == 1 {
+				linger(ev)
+				continue
+			}
+			return exp.failure(ev, provisional)
 		case ev.EventType == "instance.update":
 			// Updates can arrive out of order (and legacy twins duplicate
 			// them): keep the newest by Nova's own timestamp. An update to
@@ -104,18 +122,15 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 				e := ev
 				latest = &e
 				if ev.State == "error" {
-					// The update rarely carries the fault; the .error
-					// event that follows it does. Wait briefly for that
-					// one, so the customer learns why (histories from
-					// before this change failed at once).
 					if provisional != nil {
-						return fmt.Errorf("%s: Nova reported %s: %s", exp.What, provisional.EventType, faultOf(*provisional))
+						return exp.failure(ev, provisional)
 					}
+					// Histories from before the lingering failed at once.
 					if ev.Fault != "" || workflow.GetVersion(ctx, "error-update-waits-for-fault", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-						return fmt.Errorf("%s: Nova put the instance in ERROR: %s", exp.What, faultOf(ev))
+						return exp.failure(ev, nil)
 					}
-					if errored == nil {
-						errored = workflow.NewTimer(timerCtx, min(errorFaultGrace, timeout))
+					if failed == nil {
+						linger(ev)
 					}
 				}
 			}
@@ -123,9 +138,31 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 	}
 }
 
-// errorFaultGrace is how long an update to ERROR waits for the .error
-// event that carries the fault.
-const errorFaultGrace = 15 * time.Second
+// failure reports the event that ended an action in failure, with the
+// provisional error that gives the reason when there is one: "Nova reported
+// instance.create.error: PortBindingFailed: ... (then
+// compute_task.build_instances.error: MaxRetriesExceeded: ...)".
+func (exp Expectation) failure(ev notification.Event, provisional *notification.Event) error {
+	describe := func(e notification.Event) string {
+		if e.EventType == "instance.update" {
+			return "Nova put the instance in ERROR: " + faultOf(e)
+		}
+		return "Nova reported " + e.EventType + ": " + faultOf(e)
+	}
+	if provisional == nil {
+		return fmt.Errorf("%s: %s", exp.What, describe(ev))
+	}
+	msg := fmt.Sprintf("%s: %s", exp.What, describe(*provisional))
+	if ev.EventType != "instance.update" && ev.Fault != "" && ev.Fault != provisional.Fault {
+		msg += fmt.Sprintf(" (then %s: %s)", ev.EventType, faultOf(ev))
+	}
+	return errors.New(msg)
+}
+
+// errorFaultGrace is how long a failure waits for the event that carries
+// its reason (notifications on different partitions arrive in any order,
+// usually within a second of each other).
+const errorFaultGrace = 5 * time.Second
 
 func (exp Expectation) matches(ev notification.Event) bool {
 	if ev.InstanceID != "" && ev.InstanceID != exp.Action.InstanceID {
