@@ -156,7 +156,7 @@ func TestStatusReportText(t *testing.T) {
 				Committed: 10, End: 12, Lag: 2, Note: "partner owns it (a is down)"},
 			{Partition: 1, Candidates: []string{"b", "a"}, Committed: -1, End: 3, Lag: 3},
 		},
-		Singletons: []singletonReport{{Name: "router", Leader: "b", Standbys: []string{}, Fence: 7, Since: since}},
+		Singletons: []singletonReport{{Name: "router", Leader: "b", Standbys: []string{}, Fence: 7, Joined: since}},
 		Problems:   []string{"consumer group g: boom"},
 	}
 	var b strings.Builder

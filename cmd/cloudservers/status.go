@@ -67,11 +67,13 @@ type partitionReport struct {
 }
 
 type singletonReport struct {
-	Name     string    `json:"name"`
-	Leader   string    `json:"leader"`
-	Standbys []string  `json:"standbys"`
-	Fence    int64     `json:"fence,omitempty"`
-	Since    time.Time `json:"since,omitzero"`
+	Name     string   `json:"name"`
+	Leader   string   `json:"leader"`
+	Standbys []string `json:"standbys"`
+	Fence    int64    `json:"fence,omitempty"`
+	// Joined is when the leader joined the election (it may have led
+	// only since its predecessor went away).
+	Joined time.Time `json:"joined,omitzero"`
 }
 
 type memberReport struct {
@@ -142,7 +144,7 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 	for _, ss := range zs.Singletons {
 		r := singletonReport{Name: ss.Name, Standbys: []string{}}
 		if ss.Leader != nil {
-			r.Leader, r.Fence, r.Since = ss.Leader.Process, ss.Leader.Fence, ss.Leader.Since
+			r.Leader, r.Fence, r.Joined = ss.Leader.Process, ss.Leader.Fence, ss.Leader.Since
 		}
 		for _, h := range ss.Standbys {
 			r.Standbys = append(r.Standbys, h.Process)
@@ -265,16 +267,13 @@ func (s statusReport) WriteText(w io.Writer) error {
 			committed, p.End, p.Lag, fence, since, p.Note)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "SINGLETON\tLEADER\tSTANDBYS\tFENCE\tSINCE")
+	fmt.Fprintln(tw, "SINGLETON\tLEADER\tSTANDBYS\tFENCE")
 	for _, sg := range s.Singletons {
-		fence, since := "-", "-"
+		fence := "-"
 		if sg.Fence != 0 {
 			fence = strconv.FormatInt(sg.Fence, 10)
 		}
-		if !sg.Since.IsZero() {
-			since = sg.Since.Local().Format("15:04:05")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sg.Name, dash(sg.Leader), dash(strings.Join(sg.Standbys, ",")), fence, since)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sg.Name, dash(sg.Leader), dash(strings.Join(sg.Standbys, ",")), fence)
 	}
 	if len(s.Members) > 0 {
 		fmt.Fprintln(tw)
