@@ -12,6 +12,9 @@
 //   - partition: cut one owner's ZooKeeper connection (a TCP proxy): it
 //     pauses before its session expires, the partner takes over, nothing is
 //     processed twice.
+//   - zombie: freeze an owner (SIGSTOP) past its session timeout, wake it:
+//     how long it goes on believing it owns its partitions, and every saga
+//     still started once.
 //   - singletons: kill the leading router and reaper: a standby takes over;
 //     sagas waiting on notifications still complete; leaked resources are
 //     reaped through a reap workflow.

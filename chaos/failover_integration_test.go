@@ -180,6 +180,31 @@ func testFailover(t *testing.T, mode string, timeout time.Duration) {
 	}
 	st, err := b.status()
 	must(t, err)
+	if mode == "zookeeper" {
+		// The fencing token grows with every owner, and the offsets carry
+		// the current owner's.
+		for _, p := range victims {
+			fence := func(pr *proc, after time.Time) int64 {
+				l := pr.wait(after, time.Second, "fence", func(l line) bool { return l.is("partition owned", "partition", strconv.Itoa(int(p))) })
+				f, _ := strconv.ParseInt(l.kv["fence"], 10, 64)
+				return f
+			}
+			first, partner, back := fence(a, time.Time{}), fence(b, killed), fence(a, restarted)
+			var meta string
+			for _, ps := range st.System.Partitions {
+				if ps.Partition == p {
+					meta = ps.CommitMetadata
+				}
+			}
+			t.Logf("partition %d: fences bridge-a %d, bridge-b %d after the kill, bridge-a %d after the handback; last commit %q", p, first, partner, back, meta)
+			if !(first < partner && partner < back) {
+				t.Errorf("partition %d: the fences do not grow: %d, %d, %d", p, first, partner, back)
+			}
+			if want := fmt.Sprintf("owner=bridge-a fence=%d", back); meta != want {
+				t.Errorf("partition %d: last commit metadata %q, want %q", p, meta, want)
+			}
+		}
+	}
 	for _, ps := range st.System.Partitions {
 		if ps.Lag != 0 {
 			t.Errorf("partition %d: lag %d after the stream stopped", ps.Partition, ps.Lag)

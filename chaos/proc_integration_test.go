@@ -368,3 +368,16 @@ type bridgeStatus struct {
 		} `json:"singletons"`
 	} `json:"system"`
 }
+
+// signal sends sig to the process (SIGSTOP freezes it: a zombie owner in
+// the making; SIGCONT wakes it).
+func (p *proc) signal(sig syscall.Signal) time.Time {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	at := time.Now()
+	if err := cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
+	}
+	return at
+}
