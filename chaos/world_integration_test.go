@@ -59,7 +59,7 @@ type world struct {
 	kafka        sarama.Client
 	producer     *kafka.Producer // partitioned: requests
 	plain        *kafka.Producer // notifications, garbage
-	published    *recorder // the simulator's notifications
+	published    *recorder       // the simulator's notifications
 	// otherCreates counts the Nova creates the test made itself (not
 	// through a saga).
 	otherCreates int
@@ -255,7 +255,7 @@ type verdict struct {
 	// deliveries counts, per operation ID, how often the bridges handed the
 	// request to Temporal (the "request" signals in the server's
 	// lifecycle history). 1 is the goal; 2 is a harmless redelivery.
-	deliveries map[string]int
+	deliveries  map[string]int
 	redelivered []sent
 }
 
