@@ -49,6 +49,8 @@ type bridgeConfig struct {
 	reapGrace     time.Duration
 	reapMax       int
 	reapDryRun    bool
+	// warnings are logged once the bridge has a logger.
+	warnings []string
 }
 
 // parseBridgeConfig reads the bridge's flags and checks everything that can
@@ -140,8 +142,10 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 				strings.Join(processList(strings.Join(cfg.processes, ","), cfg.assignment), ", ")))
 		}
 	case modeConsumerGroup:
+		// Not an error: `dev` passes -processes to every bridge, and
+		// CLOUDSERVERS_ASSIGNMENT_MODE=consumer-group switches them all.
 		if *processes != "" || *assignment != "" {
-			errs = append(errs, errors.New("consumer-group mode: -processes and -assignment do not apply (the Kafka group assigns the partitions); drop them or use -assignment-mode zookeeper"))
+			cfg.warnings = append(cfg.warnings, "consumer-group mode: -processes and -assignment are ignored (the Kafka group assigns the partitions)")
 		}
 	default:
 		errs = append(errs, fmt.Errorf("-assignment-mode %q: want %s or %s", cfg.mode, modeZooKeeper, modeConsumerGroup))

@@ -61,6 +61,10 @@ func TestBridgeConfigValid(t *testing.T) {
 	assert.Equal(t, modeConsumerGroup, cfg.mode)
 	assert.Equal(t, 6*time.Second, cfg.groupSession)
 
+	cfg, err = parseBridgeConfig(withFlags("-assignment-mode", "consumer-group"))
+	require.NoError(t, err, "dev passes -processes to every bridge; the mode may still be switched")
+	assert.Equal(t, []string{"consumer-group mode: -processes and -assignment are ignored (the Kafka group assigns the partitions)"}, cfg.warnings)
+
 	t.Setenv("CLOUDSERVERS_ZOOKEEPER", "zk:2181")
 	t.Setenv("CLOUDSERVERS_ASSIGNMENT_MODE", "consumer-group")
 	cfg, err = parseBridgeConfig([]string{"-id", "a", "-kafka", "k:9092", "-temporal", "t:7233"})
@@ -93,7 +97,6 @@ func TestBridgeConfigErrors(t *testing.T) {
 		{"unknown mode", withFlags("-assignment-mode", "raft"), []string{`-assignment-mode "raft": want zookeeper or consumer-group`}},
 		{"zookeeper mode without assignment", without("-processes"), []string{"zookeeper mode: set -processes a,b"}},
 		{"process not in the assignment", withFlags("-id", "c"), []string{`process "c" is not in the assignment (processes: a, b)`}},
-		{"consumer-group mode with an assignment", withFlags("-assignment-mode", "consumer-group"), []string{"consumer-group mode: -processes and -assignment do not apply"}},
 		{"stray argument", withFlags("extra"), []string{`unexpected arguments ["extra"]`}},
 		{"assignment: no equals sign", append(without("-processes"), "-assignment", "0:a,b"), []string{`-assignment entry "0:a,b": want partition=primary,partner`}},
 		{"assignment: partition not a number", append(without("-processes"), "-assignment", "0=a,b;1x=b,a"), []string{`-assignment entry "1x=b,a": "1x" is not a partition number`}},

@@ -202,6 +202,9 @@ func runBridge(ctx context.Context, args []string) error {
 	log := logger("bridge").With("process", id)
 	log.Info("bridge starting", "assignment_mode", cfg.mode, "kafka", cfg.kafka, "zookeeper", cfg.zookeeper,
 		"temporal", cfg.temporal, "task_queue", cfg.taskQueue, "requests_topic", cfg.requestsTopic)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	kc, err := kafka.Connect(ctx, brokers, "cloudservers-bridge-"+id, log)
 	if err != nil {
 		return err
