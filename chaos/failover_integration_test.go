@@ -13,9 +13,10 @@ import (
 )
 
 // slack is added to the takeover bound "session timeout + 2 s" on this
-// shared, loaded machine: the test stack's ZooKeeper expires sessions on
-// 2 s ticks (tickTime=2000), so the expiry itself can come up to 2 s after
-// the timeout, and the partner needs a moment to start.
+// shared, loaded machine: ZooKeeper expires sessions on tick boundaries
+// (the test stack's tickTime is 500 ms; a ZooKeeper on the default 2000
+// can expire a session up to 2 s after the timeout), and the partner needs
+// a moment to start.
 const slack = time.Second
 
 // isConsuming matches the line a bridge writes when it starts reading a
