@@ -607,7 +607,10 @@ func (rm *ReadModel) inFlight(srv cloudservers.Server, notBefore time.Time) (clo
 	for id := range rm.opsByServer[srv.ID] {
 		o := rm.ops[id]
 		switch {
-		case o.Status == cloudservers.OperationRunning:
+		// The lifecycle publishes a finished operation's server record
+		// before the operation's: a running record older than the server's
+		// last update is one the lifecycle has already finished.
+		case o.Status == cloudservers.OperationRunning && !o.UpdatedAt.Before(srv.UpdatedAt):
 			return o, true
 		case o.Status == cloudservers.OperationPending && o.CreatedAt.After(notBefore):
 			return o, true

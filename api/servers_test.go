@@ -376,6 +376,21 @@ func TestDeleteServer(t *testing.T) {
 	expect(t, e.do(req{method: "DELETE", path: "/v1/servers/" + id, key: e.alice}), 409, api.CodeInvalidState, nil)
 }
 
+func TestFinishedOperationDoesNotLockBeforeItsRecordArrives(t *testing.T) {
+	// The lifecycle publishes the server's record (no operation in flight)
+	// before the operation's "succeeded": in between, the server is not
+	// locked. (Seen in the e2e suite: a delete right after a create.)
+	e := newEnv(t, api.Config{})
+	op := e.create(e.alice, "a")
+	e.lifecycle(op.ServerID, cloudservers.StatusCreating, op.ID, cloudservers.OperationRunning)
+	e.clock.advance(time.Second)
+	e.lifecycle(op.ServerID, cloudservers.StatusActive, "", "")
+	if o, _ := e.rm.Operation(op.ID); o.Status != cloudservers.OperationRunning {
+		t.Fatalf("operation %s, want it still running in the read model", o.Status)
+	}
+	expect(t, e.do(req{method: "DELETE", path: "/v1/servers/" + op.ServerID, key: e.alice}), 202, "", nil)
+}
+
 func TestPendingLockExpires(t *testing.T) {
 	// An accepted operation the lifecycle never picks up (e.g. dropped)
 	// does not lock the server forever.
