@@ -30,6 +30,7 @@ import (
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/itest"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/openstacksim"
@@ -404,47 +405,16 @@ func (w *world) terminateWorkflows() {
 	}
 }
 
-// commitEnds commits, for group, the current end of every partition of
-// topics.
-func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) {
-	t.Helper()
-	om, err := sarama.NewOffsetManagerFromClient(group, kc)
-	must(t, err)
-	defer om.Close()
-	var poms []sarama.PartitionOffsetManager
-	defer func() {
-		for _, pom := range poms {
-			pom.AsyncClose()
-		}
-	}()
-	for _, topic := range topics {
-		parts, err := kc.Partitions(topic)
-		must(t, err)
-		for _, p := range parts {
-			end, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
-			must(t, err)
-			pom, err := om.ManagePartition(topic, p)
-			must(t, err)
-			pom.MarkOffset(end, "chaos start")
-			poms = append(poms, pom)
-		}
-	}
-	om.Commit()
-}
-
+// eventually waits for f (see itest.Eventually).
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	itest.Eventually(t, timeout, what, f)
+}
+
+// commitEnds positions a fresh group at the ends of topics.
+func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) {
+	t.Helper()
+	itest.CommitEnds(t, kc, group, "chaos start", topics)
 }
 
 func must(t *testing.T, err error) {

@@ -29,6 +29,7 @@ import (
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/itest"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/notification"
 	"github.com/cloudservers/cloudservers/internal/openstack"
@@ -216,38 +217,6 @@ func startSystem(t *testing.T, opt options) *system {
 	return s
 }
 
-// commitEnds commits, for group, the current end of every partition of
-// topics, and returns those ends.
-func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) map[string]map[int32]int64 {
-	t.Helper()
-	om, err := sarama.NewOffsetManagerFromClient(group, kc)
-	must(t, err)
-	defer om.Close()
-	out := map[string]map[int32]int64{}
-	var poms []sarama.PartitionOffsetManager
-	defer func() {
-		for _, pom := range poms {
-			pom.AsyncClose()
-		}
-	}()
-	for _, topic := range topics {
-		parts, err := kc.Partitions(topic)
-		must(t, err)
-		out[topic] = map[int32]int64{}
-		for _, p := range parts {
-			end, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
-			must(t, err)
-			pom, err := om.ManagePartition(topic, p)
-			must(t, err)
-			pom.MarkOffset(end, "e2e start")
-			poms = append(poms, pom)
-			out[topic][p] = end
-		}
-	}
-	om.Commit()
-	return out
-}
-
 // call makes an API call as the test's customer and decodes the JSON answer.
 func (s *system) call(method, path string, body any, out any, headers ...string) int {
 	s.t.Helper()
@@ -310,19 +279,16 @@ func (s *system) waitOperation(id string, timeout time.Duration) api.OperationVi
 	return op
 }
 
+// eventually waits for f (see itest.Eventually).
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	itest.Eventually(t, timeout, what, f)
+}
+
+// commitEnds positions a fresh group at the ends of topics and returns them.
+func commitEnds(t *testing.T, kc sarama.Client, group string, topics []string) map[string]map[int32]int64 {
+	t.Helper()
+	return itest.CommitEnds(t, kc, group, "e2e start", topics)
 }
 
 func must(t *testing.T, err error) {
