@@ -375,7 +375,9 @@ func (p *proc) signal(sig syscall.Signal) time.Time {
 	p.mu.Lock()
 	cmd := p.cmd
 	p.mu.Unlock()
-	at := time.Now()
+	// The processes log times to the millisecond: a line written right
+	// after the signal must not look older than it.
+	at := time.Now().Truncate(time.Millisecond)
 	if err := cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
 	}
