@@ -214,8 +214,10 @@ func TestCreateFailsOnTheComputeHost(t *testing.T) {
 	// The compensation waited for Nova's word that the instance is gone.
 	assertEnded(t, tr, "instance.delete.end")
 	assertNothingLeft(t, s, op.ServerID)
-	if n := s.calls.Count(getServer); n != 0 {
-		t.Fatalf("%d status polls during a failed create", n)
+	// No polling: at most the one read for the reason, made when the
+	// event that carries it is still on its way when the grace ends.
+	if n := s.calls.Count(getServer); n > 1 {
+		t.Fatalf("%d status reads during a failed create (polling)", n)
 	}
 }
 

@@ -50,6 +50,32 @@ func TestNotificationDuplicates(t *testing.T) {
 		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
 	})
 
+	t.Run("ERROR and no event with the reason within the grace: one read gives Nova's fault", func(t *testing.T) {
+		u := sagatest.Update("error", "").At(2 * time.Second)
+		u.Fails = true
+		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
+			c.Notify("CreateNovaServer", u)
+			c.AnswerGet(activities.NovaServer{Status: "ERROR", Fault: "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance inst-srv-1."}, true)
+		})
+		f := sagatest.RequireStepFailure(t, o.Err)
+		assert.Equal(t, "WaitForNovaBuild", f.Step)
+		assert.Equal(t, "build of Nova server inst-srv-1: Nova put the instance in ERROR: Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance inst-srv-1.", f.Message)
+		assert.Equal(t, 1, o.Cloud.Count("GetNovaServer"), "one read for the reason, no polling")
+		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
+	})
+
+	t.Run("ERROR, no reason, and the read fails too: the step still fails, saying no fault was given", func(t *testing.T) {
+		u := sagatest.Update("error", "").At(2 * time.Second)
+		u.Fails = true
+		o := createSaga.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *sagatest.Cloud) {
+			c.Notify("CreateNovaServer", u)
+			c.Fail("GetNovaServer", sagatest.NonRetryable("get Nova server inst-srv-1: OpenStack answered 503"))
+		})
+		f := sagatest.RequireStepFailure(t, o.Err)
+		assert.Equal(t, "build of Nova server inst-srv-1: Nova put the instance in ERROR: no fault given", f.Message)
+		assert.Equal(t, []string{"DeleteNovaServer", "DeletePort"}, f.Compensations)
+	})
+
 	t.Run("compute_task's summary before the host's error (another partition): the step fails with the host's reason", func(t *testing.T) {
 		summary := sagatest.ErrorEvent("compute_task.build_instances.error", "MaxRetriesExceeded: Exceeded maximum number of retries.").At(2 * time.Second)
 		host := sagatest.ErrorEvent("instance.create.error", "PortBindingFailed: Binding failed for port p1").At(2*time.Second + 300*time.Millisecond)

@@ -86,7 +86,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			return err
 		}
 		if graceExpired {
-			return exp.failure(*failed, nil)
+			return exp.failure(faultFromRead(ctx, exp, *failed), nil)
 		}
 		if timedOut {
 			return reconcile(ctx, exp, timeout, latest)
@@ -174,6 +174,27 @@ func (exp Expectation) matches(ev notification.Event) bool {
 		return false
 	}
 	return true
+}
+
+// faultFromRead fills in the reason for a failure whose notifications never
+// gave one (the event that carries the fault was lost or is still on its
+// way on another partition when the grace ends): Nova keeps the instance's
+// fault on the server, and one read shows it. A failed read leaves the
+// event as it was; the failure stands either way.
+func faultFromRead(ctx workflow.Context, exp Expectation, ev notification.Event) notification.Event {
+	if ev.Fault != "" || workflow.GetVersion(ctx, "fault-read-after-grace", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ev
+	}
+	var a *activities.Activities
+	var s activities.NovaServer
+	if err := workflow.ExecuteActivity(WithActivityOptions(ctx), a.GetNovaServer, exp.Action.InstanceID).Get(ctx, &s); err != nil {
+		workflow.GetLogger(ctx).Warn("reading the fault of a failed action failed", "what", exp.What, "error", err)
+		return ev
+	}
+	if s.Fault != "" {
+		ev.Fault, ev.FaultException = s.Fault, ""
+	}
+	return ev
 }
 
 func faultOf(ev notification.Event) string {

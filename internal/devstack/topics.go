@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"sort"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -109,6 +110,59 @@ func CreateTopics(ctx context.Context, brokers []string, topics []TopicSpec, log
 			sort.Strings(created)
 			fmt.Fprintf(log, "  created %d topics: %v\n", len(created), created)
 		}
-		return nil
+		return awaitTopics(ctx, admin, topics)
 	})
+}
+
+// awaitTopics waits until the broker's metadata shows every topic with a
+// leader for each partition. CreateTopics returns once the KRaft controller
+// has committed the topics; the broker that answers metadata requests learns
+// of them a moment later, and a producer, consumer or test that asks in
+// between is told the topic does not exist.
+func awaitTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []TopicSpec) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		missing, err := topicsNotReady(admin, names)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("topics not ready: %w", err)
+			}
+			return fmt.Errorf("topics not ready after creation: %v have no leader yet", missing)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// topicsNotReady returns the topics whose metadata is missing or has a
+// partition without a leader.
+func topicsNotReady(admin sarama.ClusterAdmin, names []string) ([]string, error) {
+	metas, err := admin.DescribeTopics(names)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, m := range metas {
+		ready := m.Err == sarama.ErrNoError && len(m.Partitions) > 0
+		for _, p := range m.Partitions {
+			if p.Err != sarama.ErrNoError || p.Leader < 0 {
+				ready = false
+			}
+		}
+		if !ready {
+			missing = append(missing, m.Name)
+		}
+	}
+	if len(metas) < len(names) {
+		missing = append(missing, "(some not described)")
+	}
+	return missing, nil
 }
