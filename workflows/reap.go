@@ -30,7 +30,9 @@ import (
 // overlapping (a zombie reaper) do no harm.
 
 // ReapWorkflowID is the ID of the reap started at a time.
-func ReapWorkflowID(at time.Time) string { return "reap/" + at.UTC().Format("2006-01-02T15:04:05.000Z") }
+func ReapWorkflowID(at time.Time) string {
+	return "reap/" + at.UTC().Format("2006-01-02T15:04:05.000Z")
+}
 
 // CheckServersLiveActivity is the activity the reaper hosts on its
 // liveness task queue: func(ctx, serverIDs []string) ([]string, error)
