@@ -32,13 +32,16 @@ var StateTopics = []string{TopicServers, TopicOperations, TopicAPIKeys, TopicIde
 
 // NotificationTopics are the topics oslo.messaging's Kafka driver writes
 // Nova's notifications to (<topic>.<priority>), plus Ceilometer's notifier
-// publisher topic.
-var NotificationTopics = []string{
-	"versioned_notifications.info",
-	"versioned_notifications.error",
-	"notifications.info",
-	"notifications.error",
-	"ceilometer.event.sample",
+// publisher topic, with OpenStack's stock topic names.
+var NotificationTopics = NotificationTopicsOf("versioned_notifications", "notifications", "ceilometer.event.sample")
+
+// NotificationTopicsOf lists the notification topics of a deployment whose
+// Nova sends versioned notifications to versioned (nova.conf's
+// versioned_notifications_topics) and legacy ones to legacy
+// ([oslo_messaging_notifications] topics), each with the .info and .error
+// priorities, and whose Ceilometer publishes events to ceilometer.
+func NotificationTopicsOf(versioned, legacy, ceilometer string) []string {
+	return []string{versioned + ".info", versioned + ".error", legacy + ".info", legacy + ".error", ceilometer}
 }
 
 // OperationType names an operation a customer can ask for. The workflows

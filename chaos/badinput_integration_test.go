@@ -138,7 +138,7 @@ func TestMalformedMessages(t *testing.T) {
 	badNotification := []byte(`{"oslo.version": "2.0", "oslo.message": "not JSON ` + w.run + `"}`)
 	notifOffset, err := w.kafka.GetOffset("notifications.info", 0, sarama.OffsetNewest)
 	must(t, err)
-	must(t, w.producer.SendToPartition(ctx, "notifications.info", 0, nil, badNotification))
+	must(t, w.producer.SendToPartition(ctx, w.notifs.Legacy+".info", 0, nil, badNotification))
 
 	// The partition moved on: the request after the garbage is started.
 	w.verifyExactlyOnce([]sent{valid}, 2*time.Minute)

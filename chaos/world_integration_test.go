@@ -52,6 +52,7 @@ type world struct {
 	taskQueue    string
 	requestGroup string
 	routerGroup  string
+	notifs       itest.Notifications // the notification topics of its simulator and bridges
 	chroot       string
 	customer     string
 	sim          *openstacksim.Sim
@@ -131,10 +132,14 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 		}
 		return nil
 	})
-	// The router's group starts at the notification topics' ends.
-	commitEnds(t, w.kafka, w.routerGroup, cloudservers.NotificationTopics)
+	// Notification topics of its own, so that no other test's router
+	// (other packages share the stack) signals this test's workflows and
+	// this test's routers deliver only its own notifications.
+	w.notifs = itest.OwnNotificationTopics(t, ends.Kafka, "chaos-"+run+".")
+	commitEnds(t, w.kafka, w.routerGroup, w.notifs.Topics())
 
 	simCfg := opt.sim
+	w.notifs.Configure(&simCfg)
 	w.published = &recorder{next: w.plain}
 	simCfg.Publisher = w.published
 	// Unlimited: a test creates a server per request.
@@ -168,6 +173,7 @@ func (w *world) bridgeArgs(id string, extra ...string) []string {
 		"-zookeeper", w.ends.ZooKeeper + w.chroot,
 		"-requests-topic", w.topic, "-task-queue", w.taskQueue,
 		"-request-group", w.requestGroup, "-router-group", w.routerGroup,
+		"-notification-topics", strings.Join(w.notifs.Topics(), ","),
 		"-status-listen", "127.0.0.1:0",
 	}, extra...)
 }

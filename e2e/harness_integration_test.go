@@ -108,6 +108,8 @@ func startSystem(t *testing.T, opt options) *system {
 		s.catalog = *opt.catalog
 	}
 	var clients activities.Clients
+	// A real OpenStack publishes to the stock topics.
+	notifs := itest.Notifications{Versioned: "versioned_notifications", Legacy: "notifications", Ceilometer: "ceilometer.event.sample"}
 	if realCloud() {
 		// A real OpenStack, which publishes Nova's notifications to the
 		// test stack's Kafka itself.
@@ -123,6 +125,11 @@ func startSystem(t *testing.T, opt options) *system {
 		// The OpenStack simulator publishes its notifications to Kafka.
 		simCfg := opt.sim
 		simCfg.Publisher = producer
+		// Notification topics of its own: the routers of the tests
+		// running beside it (other packages share the stack) neither
+		// read its notifications nor signal its workflows.
+		notifs = itest.OwnNotificationTopics(t, ends.Kafka, "e2e-"+run+".")
+		notifs.Configure(&simCfg)
 		s.sim = openstacksim.New(simCfg)
 		simSrv := httptest.NewServer(s.sim.Handler())
 		t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
@@ -154,7 +161,7 @@ func startSystem(t *testing.T, opt options) *system {
 	// this test handles only what it produces.
 	requestGroup, routerGroup := "e2e-bridge-"+run, "e2e-router-"+run
 	s.startOffsets = commitEnds(t, s.kafka, requestGroup, []string{cloudservers.TopicRequests})[cloudservers.TopicRequests]
-	commitEnds(t, s.kafka, routerGroup, cloudservers.NotificationTopics)
+	commitEnds(t, s.kafka, routerGroup, notifs.Topics())
 
 	step("consumer groups positioned")
 	s.requests = &bridge.Requests{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-requests-"+run, log), TaskQueue: s.taskQueue, Group: requestGroup,
@@ -163,7 +170,7 @@ func startSystem(t *testing.T, opt options) *system {
 	if opt.dropEvents != nil {
 		signals = dropSignals{Temporal: s.temporal, drop: opt.dropEvents}
 	}
-	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup,
+	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup, Topics: notifs.Topics(),
 		Temporal: signals, Visibility: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
 	// Two bridge processes share the partitions through ZooKeeper.

@@ -44,6 +44,7 @@ type bridgeConfig struct {
 	requestsTopic string
 	requestGroup  string
 	routerGroup   string
+	notifTopics   []string
 	reaper        bool
 	reapInterval  time.Duration
 	reapGrace     time.Duration
@@ -72,6 +73,7 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	fs.StringVar(&cfg.requestsTopic, "requests-topic", cloudservers.TopicRequests, "the requests topic")
 	fs.StringVar(&cfg.requestGroup, "request-group", bridge.RequestGroup, "Kafka group under which request offsets are committed")
 	fs.StringVar(&cfg.routerGroup, "router-group", bridge.RouterGroup, "Kafka group under which the router commits notification offsets")
+	notifTopics := fs.String("notification-topics", envOr("CLOUDSERVERS_NOTIFICATION_TOPICS", strings.Join(cloudservers.NotificationTopics, ",")), "the topics OpenStack notifies on, comma-separated: nova.conf's versioned_notifications_topics and [oslo_messaging_notifications] topics, each with .info and .error, and Ceilometer's event topic (env CLOUDSERVERS_NOTIFICATION_TOPICS)")
 	fs.BoolVar(&cfg.reaper, "reaper", true, "take part in the election of the reaper (removes leaked OpenStack resources through reap workflows)")
 	fs.DurationVar(&cfg.reapInterval, "reap-interval", bridge.DefaultReapInterval, "time between reaps")
 	fs.DurationVar(&cfg.reapGrace, "reap-grace", bridge.DefaultReapGrace, "the reaper spares resources younger than this")
@@ -118,6 +120,9 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	}
 	if cfg.taskQueue == "" {
 		errs = append(errs, errors.New("-task-queue must not be empty"))
+	}
+	if cfg.notifTopics = splitList(*notifTopics); len(cfg.notifTopics) == 0 {
+		errs = append(errs, errors.New("-notification-topics must name at least one topic"))
 	}
 	if cfg.requestGroup == "" || cfg.routerGroup == "" || cfg.requestsTopic == "" {
 		errs = append(errs, errors.New("-requests-topic, -request-group and -router-group must not be empty"))

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
 
@@ -31,7 +32,7 @@ func without(flag string) []string {
 
 func TestBridgeConfigValid(t *testing.T) {
 	for _, env := range []string{"CLOUDSERVERS_KAFKA", "CLOUDSERVERS_TEMPORAL", "CLOUDSERVERS_ZOOKEEPER", "CLOUDSERVERS_PROCESS",
-		"CLOUDSERVERS_PROCESSES", "CLOUDSERVERS_ASSIGNMENT", "CLOUDSERVERS_ASSIGNMENT_MODE", "CLOUDSERVERS_TASK_QUEUE"} {
+		"CLOUDSERVERS_PROCESSES", "CLOUDSERVERS_ASSIGNMENT", "CLOUDSERVERS_ASSIGNMENT_MODE", "CLOUDSERVERS_TASK_QUEUE", "CLOUDSERVERS_NOTIFICATION_TOPICS"} {
 		t.Setenv(env, "")
 	}
 	cfg, err := parseBridgeConfig(withFlags("-session-timeout", "6s"))
@@ -40,6 +41,7 @@ func TestBridgeConfigValid(t *testing.T) {
 	assert.Equal(t, "/cs", cfg.zkChroot)
 	assert.Equal(t, 6*time.Second, cfg.session)
 	assert.Equal(t, modeZooKeeper, cfg.mode)
+	assert.Equal(t, cloudservers.NotificationTopics, cfg.notifTopics, "OpenStack's stock notification topics")
 	asg, err := cfg.assignmentFor(4)
 	require.NoError(t, err)
 	assert.Equal(t, zkcoord.Assignment{0: {"a", "b"}, 1: {"b", "a"}, 2: {"a", "b"}, 3: {"b", "a"}}, asg)
@@ -75,7 +77,7 @@ func TestBridgeConfigValid(t *testing.T) {
 
 func TestBridgeConfigErrors(t *testing.T) {
 	for _, env := range []string{"CLOUDSERVERS_KAFKA", "CLOUDSERVERS_TEMPORAL", "CLOUDSERVERS_ZOOKEEPER", "CLOUDSERVERS_PROCESS",
-		"CLOUDSERVERS_PROCESSES", "CLOUDSERVERS_ASSIGNMENT", "CLOUDSERVERS_ASSIGNMENT_MODE", "CLOUDSERVERS_TASK_QUEUE"} {
+		"CLOUDSERVERS_PROCESSES", "CLOUDSERVERS_ASSIGNMENT", "CLOUDSERVERS_ASSIGNMENT_MODE", "CLOUDSERVERS_TASK_QUEUE", "CLOUDSERVERS_NOTIFICATION_TOPICS"} {
 		t.Setenv(env, "")
 	}
 	for _, tt := range []struct {
@@ -94,6 +96,7 @@ func TestBridgeConfigErrors(t *testing.T) {
 		{"unparsable duration", withFlags("-session-timeout", "four"), []string{`invalid value "four" for flag -session-timeout`}},
 		{"bad group session timeout", withFlags("-group-session-timeout", "-1s"), []string{"-group-session-timeout -1s: must be positive"}},
 		{"bad reap interval", withFlags("-reap-interval", "0s"), []string{"-reap-interval 0s: must be positive"}},
+		{"no notification topics", withFlags("-notification-topics", " , "), []string{"-notification-topics must name at least one topic"}},
 		{"unknown mode", withFlags("-assignment-mode", "raft"), []string{`-assignment-mode "raft": want zookeeper or consumer-group`}},
 		{"zookeeper mode without assignment", without("-processes"), []string{"zookeeper mode: set -processes a,b"}},
 		{"process not in the assignment", withFlags("-id", "c"), []string{`process "c" is not in the assignment (processes: a, b)`}},

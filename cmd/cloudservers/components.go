@@ -256,7 +256,7 @@ func runBridge(ctx context.Context, args []string) error {
 	defer reaperConsumer.Close()
 	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Topic: cfg.requestsTopic, TaskQueue: cfg.taskQueue, Group: cfg.requestGroup,
 		Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: cfg.eventTimeout}
-	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Temporal: tc, Visibility: tc,
+	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Topics: cfg.notifTopics, Temporal: tc, Visibility: tc,
 		DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
 	reaper := &bridge.Reaper{Temporal: tc, Kafka: kc, Consumer: reaperConsumer, TaskQueue: cfg.taskQueue,
 		Interval: cfg.reapInterval, GracePeriod: cfg.reapGrace, MaxOrphans: cfg.reapMax, DryRun: cfg.reapDryRun,

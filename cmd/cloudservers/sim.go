@@ -25,6 +25,8 @@ func runSim(ctx context.Context, args []string) error {
 	brokers := fs.String("kafka", envOr("CLOUDSERVERS_KAFKA", ""), "Kafka brokers for the notifications, host:port[,host:port] (env CLOUDSERVERS_KAFKA); empty: notifications are dropped")
 	formats := fs.String("formats", "versioned,legacy", "notification formats to publish: versioned, legacy, ceilometer (comma-separated), or none")
 	ceiloTopic := fs.String("ceilometer-topic", "ceilometer.event.sample", "Kafka topic of Ceilometer events")
+	versionedTopic := fs.String("versioned-topic", "versioned_notifications", "Nova's versioned_notifications_topics: versioned notifications go to <topic>.info and <topic>.error")
+	legacyTopic := fs.String("legacy-topic", "notifications", "Nova's [oslo_messaging_notifications] topics: legacy notifications go to <topic>.info and <topic>.error")
 	baseURL := fs.String("base-url", "", "URL clients reach the simulator at, for the catalog (default: from each request's Host)")
 	readyFile := fs.String("ready-file", "", "write the simulator's base URL to this file once it listens")
 	var cfg openstacksim.Config
@@ -61,6 +63,7 @@ func runSim(ctx context.Context, args []string) error {
 		}
 	}
 	cfg.CeilometerTopic = *ceiloTopic
+	cfg.VersionedTopic, cfg.LegacyTopic = *versionedTopic, *legacyTopic
 	cfg.BaseURL = *baseURL
 	cfg.Seed = *seed
 	cfg.Logf = func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }

@@ -157,6 +157,28 @@ func TestCeilometerEvents(t *testing.T) {
 	}
 }
 
+// TestNotificationTopicsConfigured: Nova's topics are a deployment's
+// choice (nova.conf); the simulator publishes to the ones configured, with
+// the priority appended as oslo.messaging's Kafka driver does.
+func TestNotificationTopicsConfigured(t *testing.T) {
+	e := newEnv(t, Config{VersionedTopic: "site1.versioned", LegacyTopic: "site1.legacy"})
+	id := e.createServer("topics")
+	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
+	seen := map[string]int{}
+	for _, r := range e.pub.all() {
+		seen[r.topic]++
+	}
+	if seen["site1.versioned.info"] == 0 || seen["site1.legacy.info"] == 0 {
+		t.Errorf("records by topic: %v", seen)
+	}
+	for topic := range seen {
+		if topic != "site1.versioned.info" && topic != "site1.legacy.info" {
+			t.Errorf("record on %s", topic)
+		}
+	}
+}
+
 // TestCloseStopsEverything: Close returns promptly with operations in
 // flight and leaves no goroutine behind.
 func TestCloseStopsEverything(t *testing.T) {

@@ -108,7 +108,7 @@ func (b *batch) emitAs(lp, vp, priority, versionedType, legacyType string, versi
 			"payload": legacy, "timestamp": ts.Format(osloTime), "_context": ctxt,
 		}
 		if n.formats[FormatLegacy] {
-			b.records = append(b.records, record{topic: "notifications" + topicSuffix, value: envelope(msg),
+			b.records = append(b.records, record{topic: n.s.cfg.LegacyTopic + topicSuffix, value: envelope(msg),
 				eventType: versionedType, format: FormatLegacy})
 		}
 		if n.formats[FormatCeilometer] {
@@ -120,7 +120,7 @@ func (b *batch) emitAs(lp, vp, priority, versionedType, legacyType string, versi
 			"message_id": newUUID(), "publisher_id": vp, "event_type": versionedType, "priority": priority,
 			"payload": versioned, "timestamp": now().Format(osloTime), "_context": ctxt,
 		}
-		b.records = append(b.records, record{topic: "versioned_notifications" + topicSuffix, value: envelope(msg),
+		b.records = append(b.records, record{topic: n.s.cfg.VersionedTopic + topicSuffix, value: envelope(msg),
 			eventType: versionedType, format: FormatVersioned})
 	}
 }

@@ -50,6 +50,13 @@ type Config struct {
 	// notifier publisher sends to "<topic>.sample"; its stock event_topic is
 	// "event", deployments usually set "ceilometer.event".
 	CeilometerTopic string
+	// VersionedTopic and LegacyTopic are the topics Nova sends its
+	// versioned and legacy notifications to, as nova.conf's
+	// [notifications] versioned_notifications_topics and
+	// [oslo_messaging_notifications] topics (defaults
+	// "versioned_notifications" and "notifications"); the Kafka driver
+	// appends the priority: versioned_notifications.info, .error.
+	VersionedTopic, LegacyTopic string
 
 	// Credentials and scope accepted by Keystone (default admin / secret /
 	// admin / Default / RegionOne, as the real kit).
@@ -167,6 +174,8 @@ func (c *Config) setDefaults() {
 	def(&c.UserID, defaultUserID)
 	def(&c.ComputeHost, "probe")
 	def(&c.CeilometerTopic, "ceilometer.event.sample")
+	def(&c.VersionedTopic, "versioned_notifications")
+	def(&c.LegacyTopic, "notifications")
 	def(&c.TenantNetwork.Name, "net1")
 	def(&c.TenantNetwork.CIDR, "10.0.0.0/24")
 	def(&c.ExternalNetwork.Name, "public")
