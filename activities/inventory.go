@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/pagination"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudservers/cloudservers"
 )
@@ -46,71 +49,142 @@ type ListMarkedInput struct {
 // carry this system's mark and were created before in.CreatedBefore, in
 // that order (instances, ports, floating IPs; each by creation time). Only
 // marks naming a well-formed server ID count: a resource someone named
-// "cs-web" by hand is not ours.
+// "cs-web" by hand is not ours. Its result grows with the cloud: the reap
+// workflow lists page by page (ListMarkedPage); this serves reaps started
+// before that.
 func (a *Activities) ListMarkedResources(ctx context.Context, in ListMarkedInput) ([]MarkedResource, error) {
 	out := []MarkedResource{}
+	for _, kind := range []string{KindNovaServer, KindPort, KindFloatingIP} {
+		var found []MarkedResource
+		marker := ""
+		for {
+			page, err := a.ListMarkedPage(ctx, ListMarkedPageInput{Kind: kind, CreatedBefore: in.CreatedBefore, Marker: marker, Limit: 1000})
+			if err != nil {
+				return nil, err
+			}
+			found = append(found, page.Resources...)
+			if page.Next == "" {
+				break
+			}
+			marker = page.Next
+		}
+		out = append(out, byCreation(found)...)
+	}
+	return out, nil
+}
+
+// ListMarkedPageInput asks for one page of one kind of resource.
+type ListMarkedPageInput struct {
+	Kind          string    `json:"kind"` // KindNovaServer, KindPort or KindFloatingIP
+	CreatedBefore time.Time `json:"created_before"`
+	// Marker is the Next of the page before; "" starts at the beginning.
+	Marker string `json:"marker,omitempty"`
+	// Limit is how many resources OpenStack lists in the page (marked or
+	// not); 0 means DefaultMarkedPageSize.
+	Limit int `json:"limit,omitempty"`
+}
+
+// DefaultMarkedPageSize keeps a page's result far below Temporal's 2 MB
+// payload limit (a MarkedResource is about 250 bytes).
+const DefaultMarkedPageSize = 500
+
+// MarkedPage is one page of a listing: the marked resources in it older
+// than the time asked, and the marker of the next page.
+type MarkedPage struct {
+	Resources []MarkedResource `json:"resources"`
+	// Listed is how many resources OpenStack listed in the page.
+	Listed int `json:"listed"`
+	// Next is the marker of the next page; "" when this was the last.
+	Next string `json:"next,omitempty"`
+}
+
+// ListMarkedPage lists one page of the Nova instances (named cs-*), ports or
+// floating IPs, OpenStack's limit/marker paging, and returns those that
+// carry this system's mark and were created before in.CreatedBefore (see
+// ListMarkedResources). A page that lists Limit resources has a Next.
+func (a *Activities) ListMarkedPage(ctx context.Context, in ListMarkedPageInput) (MarkedPage, error) {
+	limit := in.Limit
+	if limit <= 0 {
+		limit = DefaultMarkedPageSize
+	}
 	old := func(t time.Time) bool { return !t.IsZero() && t.Before(in.CreatedBefore) }
-
-	pages, err := servers.List(a.clients.Compute, servers.ListOpts{Name: "^" + regexp.QuoteMeta(cloudservers.NovaNamePrefix)}).AllPages(ctx)
-	if err != nil {
-		return nil, classify("list Nova servers named "+cloudservers.NovaNamePrefix+"*", err)
-	}
-	all, err := servers.ExtractServers(pages)
-	if err != nil {
-		return nil, classify("list Nova servers named "+cloudservers.NovaNamePrefix+"*", err)
-	}
-	var found []MarkedResource
-	for _, s := range all {
-		id := s.Metadata[cloudservers.MetadataServerID]
-		if id == "" {
-			id = markedServerID(s.Name)
+	out := MarkedPage{Resources: []MarkedResource{}}
+	// first fetches the first page of a pager and stops: the marker, not
+	// the next link, says where the following page starts.
+	first := func(p pagination.Pager, what string, extract func(pagination.Page) error) error {
+		err := p.EachPage(ctx, func(_ context.Context, page pagination.Page) (bool, error) {
+			return false, extract(page)
+		})
+		if err != nil {
+			return classify(what, err)
 		}
-		if !isServerID(id) || !old(s.Created) {
-			continue
+		return nil
+	}
+	var lastID string
+	switch in.Kind {
+	case KindNovaServer:
+		what := "list Nova servers named " + cloudservers.NovaNamePrefix + "*"
+		err := first(servers.List(a.clients.Compute, servers.ListOpts{Name: "^" + regexp.QuoteMeta(cloudservers.NovaNamePrefix), Limit: limit, Marker: in.Marker}), what, func(page pagination.Page) error {
+			all, err := servers.ExtractServers(page)
+			for _, s := range all {
+				out.Listed++
+				lastID = s.ID
+				id := s.Metadata[cloudservers.MetadataServerID]
+				if id == "" {
+					id = markedServerID(s.Name)
+				}
+				if isServerID(id) && old(s.Created) {
+					out.Resources = append(out.Resources, MarkedResource{Kind: KindNovaServer, ID: s.ID, Name: s.Name, ServerID: id, CreatedAt: s.Created, Detail: "status " + s.Status})
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return MarkedPage{}, err
 		}
-		found = append(found, MarkedResource{Kind: KindNovaServer, ID: s.ID, Name: s.Name, ServerID: id, CreatedAt: s.Created, Detail: "status " + s.Status})
-	}
-	out = append(out, byCreation(found)...)
-
-	pages, err = ports.List(a.clients.Network, ports.ListOpts{}).AllPages(ctx)
-	if err != nil {
-		return nil, classify("list ports", err)
-	}
-	allPorts, err := ports.ExtractPorts(pages)
-	if err != nil {
-		return nil, classify("list ports", err)
-	}
-	found = nil
-	for _, p := range allPorts {
-		id := markedServerID(p.Name)
-		if !isServerID(id) || !old(p.CreatedAt) {
-			continue
+	case KindPort:
+		err := first(ports.List(a.clients.Network, ports.ListOpts{Limit: limit, Marker: in.Marker}), "list ports", func(page pagination.Page) error {
+			all, err := ports.ExtractPorts(page)
+			for _, p := range all {
+				out.Listed++
+				lastID = p.ID
+				id := markedServerID(p.Name)
+				if !isServerID(id) || !old(p.CreatedAt) {
+					continue
+				}
+				detail := "unattached"
+				if p.DeviceID != "" {
+					detail = "device " + p.DeviceID
+				}
+				out.Resources = append(out.Resources, MarkedResource{Kind: KindPort, ID: p.ID, Name: p.Name, ServerID: id, CreatedAt: p.CreatedAt, Detail: detail})
+			}
+			return err
+		})
+		if err != nil {
+			return MarkedPage{}, err
 		}
-		detail := "unattached"
-		if p.DeviceID != "" {
-			detail = "device " + p.DeviceID
+	case KindFloatingIP:
+		err := first(floatingips.List(a.clients.Network, floatingips.ListOpts{Limit: limit, Marker: in.Marker}), "list floating IPs", func(page pagination.Page) error {
+			all, err := floatingips.ExtractFloatingIPs(page)
+			for _, f := range all {
+				out.Listed++
+				lastID = f.ID
+				id := markedServerID(f.Description)
+				if isServerID(id) && old(f.CreatedAt) {
+					out.Resources = append(out.Resources, MarkedResource{Kind: KindFloatingIP, ID: f.ID, Name: f.Description, ServerID: id, CreatedAt: f.CreatedAt, Detail: "address " + f.FloatingIP})
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return MarkedPage{}, err
 		}
-		found = append(found, MarkedResource{Kind: KindPort, ID: p.ID, Name: p.Name, ServerID: id, CreatedAt: p.CreatedAt, Detail: detail})
+	default:
+		return MarkedPage{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("list marked resources: unknown kind %q (want %s, %s or %s)", in.Kind, KindNovaServer, KindPort, KindFloatingIP), ErrInvalidRequest, nil)
 	}
-	out = append(out, byCreation(found)...)
-
-	pages, err = floatingips.List(a.clients.Network, floatingips.ListOpts{}).AllPages(ctx)
-	if err != nil {
-		return nil, classify("list floating IPs", err)
+	if out.Listed >= limit {
+		out.Next = lastID
 	}
-	allFIPs, err := floatingips.ExtractFloatingIPs(pages)
-	if err != nil {
-		return nil, classify("list floating IPs", err)
-	}
-	found = nil
-	for _, f := range allFIPs {
-		id := markedServerID(f.Description)
-		if !isServerID(id) || !old(f.CreatedAt) {
-			continue
-		}
-		found = append(found, MarkedResource{Kind: KindFloatingIP, ID: f.ID, Name: f.Description, ServerID: id, CreatedAt: f.CreatedAt, Detail: "address " + f.FloatingIP})
-	}
-	out = append(out, byCreation(found)...)
 	return out, nil
 }
 

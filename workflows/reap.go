@@ -18,11 +18,13 @@ import (
 // interval as reap/<time>, with the search attribute Operation = "reap", so
 // that support can see what it found and what it removed:
 //
-//  1. ListMarkedResources   instances, ports and floating IPs marked
-//     cs-<server id> and older than the grace period
-//  2. CheckServersLive      which of their servers are live, answered by
-//     the reaper from the servers topic (a record whose status is not
+//  1. ListMarkedPage        one page of instances, ports or floating IPs
+//     marked cs-<server id> and older than the grace period
+//  2. CheckServersLive      which of that page's servers are live, answered
+//     by the reaper from the servers topic (a record whose status is not
 //     "deleted"); it runs on the reaper's own task queue
+//     (1 and 2 repeat, page by page, kind by kind; more orphans than
+//     MaxOrphans stop the reap before anything is removed)
 //  3. ReleaseFloatingIP, DeleteNovaServer, DeletePort for every resource of
 //     a server that is not live, in that order
 //
@@ -56,6 +58,9 @@ type ReapInput struct {
 	MaxOrphans int `json:"max_orphans,omitempty"`
 	// DryRun finds the orphans and removes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
+	// PageSize is how many resources one listing activity asks OpenStack
+	// for; zero means activities.DefaultMarkedPageSize.
+	PageSize int `json:"page_size,omitempty"`
 }
 
 // ReapResult is what a reap found and did.
@@ -95,23 +100,7 @@ func ReapWorkflow(ctx workflow.Context, in ReapInput) (ReapResult, error) {
 		return res, temporal.NewNonRetryableApplicationError("reap: no liveness task queue", activities.ErrInvalidRequest, nil)
 	}
 
-	var marked []activities.MarkedResource
 	before := workflow.Now(ctx).Add(-in.GracePeriod)
-	if err := workflow.ExecuteActivity(ctx, a.ListMarkedResources, activities.ListMarkedInput{CreatedBefore: before}).Get(ctx, &marked); err != nil {
-		return res, err
-	}
-	res.Examined = len(marked)
-	if len(marked) == 0 {
-		return res, nil
-	}
-
-	var ids []string
-	for _, r := range marked {
-		if !slices.Contains(ids, r.ServerID) {
-			ids = append(ids, r.ServerID)
-		}
-	}
-	slices.Sort(ids)
 	lctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           in.LivenessTaskQueue,
 		StartToCloseTimeout: time.Minute,
@@ -119,25 +108,52 @@ func ReapWorkflow(ctx workflow.Context, in ReapInput) (ReapResult, error) {
 		ScheduleToCloseTimeout: time.Hour,
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	})
-	var live []string
-	if err := workflow.ExecuteActivity(lctx, CheckServersLiveActivity, ids).Get(ctx, &live); err != nil {
-		return res, err
-	}
-	for _, r := range marked {
-		if slices.Contains(live, r.ServerID) {
-			res.Live++
-		} else {
-			res.Orphans = append(res.Orphans, r)
-		}
-	}
 	limit := in.MaxOrphans
 	if limit <= 0 {
 		limit = DefaultMaxOrphans
 	}
-	if len(res.Orphans) > limit {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+	tooMany := func() error {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"reap: %d orphaned resources exceed the limit of %d; nothing removed (check the servers topic, then reap with a dry run or a higher limit)",
 			len(res.Orphans), limit), "TooManyOrphans", nil)
+	}
+	if workflow.GetVersion(ctx, "paged-listing", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Reaps started before the listing was paged.
+		if err := collectUnpaged(ctx, lctx, before, &res); err != nil {
+			return res, err
+		}
+		if len(res.Orphans) > limit {
+			return res, tooMany()
+		}
+	} else {
+		// Page by page, each kind in turn: every result stays small
+		// however large the cloud, and the liveness of each page's
+		// servers is asked once.
+		pageSize := in.PageSize
+		if pageSize <= 0 {
+			pageSize = activities.DefaultMarkedPageSize
+		}
+		liveness := map[string]bool{}
+		for _, kind := range []string{activities.KindNovaServer, activities.KindPort, activities.KindFloatingIP} {
+			for marker := ""; ; {
+				var page activities.MarkedPage
+				if err := workflow.ExecuteActivity(ctx, a.ListMarkedPage, activities.ListMarkedPageInput{Kind: kind, CreatedBefore: before, Marker: marker, Limit: pageSize}).Get(ctx, &page); err != nil {
+					return res, err
+				}
+				if err := sortByLiveness(lctx, page.Resources, liveness, &res); err != nil {
+					return res, err
+				}
+				if len(res.Orphans) > limit {
+					// Stop here: the rest of the scan would not change
+					// the verdict.
+					return res, tooMany()
+				}
+				if page.Next == "" {
+					break
+				}
+				marker = page.Next
+			}
+		}
 	}
 	if in.DryRun || len(res.Orphans) == 0 {
 		return res, nil
@@ -184,4 +200,48 @@ func ReapWorkflow(ctx workflow.Context, in ReapInput) (ReapResult, error) {
 	}
 	log.Info("reap done", "examined", res.Examined, "live", res.Live, "removed", len(res.Removed), "failed", len(res.Failed))
 	return res, nil
+}
+
+// sortByLiveness asks the reaper which of the resources' servers are live
+// (those not asked before) and counts each resource as live or orphaned.
+func sortByLiveness(lctx workflow.Context, rs []activities.MarkedResource, liveness map[string]bool, res *ReapResult) error {
+	res.Examined += len(rs)
+	var ask []string
+	for _, r := range rs {
+		if _, known := liveness[r.ServerID]; !known && !slices.Contains(ask, r.ServerID) {
+			ask = append(ask, r.ServerID)
+		}
+	}
+	if len(ask) > 0 {
+		slices.Sort(ask)
+		var live []string
+		if err := workflow.ExecuteActivity(lctx, CheckServersLiveActivity, ask).Get(lctx, &live); err != nil {
+			return err
+		}
+		for _, id := range ask {
+			liveness[id] = slices.Contains(live, id)
+		}
+	}
+	for _, r := range rs {
+		if liveness[r.ServerID] {
+			res.Live++
+		} else {
+			res.Orphans = append(res.Orphans, r)
+		}
+	}
+	return nil
+}
+
+// collectUnpaged is the listing of the reaps started before it was paged:
+// everything in one activity result, then one liveness check.
+func collectUnpaged(ctx, lctx workflow.Context, before time.Time, res *ReapResult) error {
+	var a *activities.Activities
+	var marked []activities.MarkedResource
+	if err := workflow.ExecuteActivity(ctx, a.ListMarkedResources, activities.ListMarkedInput{CreatedBefore: before}).Get(ctx, &marked); err != nil {
+		return err
+	}
+	if len(marked) == 0 {
+		return nil
+	}
+	return sortByLiveness(lctx, marked, map[string]bool{}, res)
 }
