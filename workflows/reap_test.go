@@ -138,8 +138,10 @@ func marked(kind, id, server string) activities.MarkedResource {
 	return activities.MarkedResource{Kind: kind, ID: id, Name: "cs-" + server, ServerID: server}
 }
 
-func TestReapRemovesOnlyTheResourcesOfServersThatAreNotLive(t *testing.T) {
-	inv := []activities.MarkedResource{
+// mixedInventory holds each kind of resource of a live server, of a server
+// that is gone from the servers topic, and (a port) of a deleted server.
+func mixedInventory() []activities.MarkedResource {
+	return []activities.MarkedResource{
 		marked(activities.KindNovaServer, "inst-live", liveServer),
 		marked(activities.KindNovaServer, reapInstance, deadServer),
 		marked(activities.KindPort, "port-live", liveServer),
@@ -148,6 +150,10 @@ func TestReapRemovesOnlyTheResourcesOfServersThatAreNotLive(t *testing.T) {
 		marked(activities.KindFloatingIP, "fip-dead", deadServer),
 		marked(activities.KindFloatingIP, "fip-live", liveServer),
 	}
+}
+
+func TestReapRemovesOnlyTheResourcesOfServersThatAreNotLive(t *testing.T) {
+	inv := mixedInventory()
 	r := newReapEnv(t, inv, []string{liveServer})
 	start := r.env.Now()
 	res, err := r.run(t, workflows.ReapInput{GracePeriod: reapGrace, LivenessTaskQueue: livenessTQ})
@@ -174,15 +180,7 @@ func TestReapRemovesOnlyTheResourcesOfServersThatAreNotLive(t *testing.T) {
 // A cloud larger than a page: the reap lists it page by page, asks about
 // each server once, and removes every orphan of every page.
 func TestReapPageByPage(t *testing.T) {
-	inv := []activities.MarkedResource{
-		marked(activities.KindNovaServer, "inst-live", liveServer),
-		marked(activities.KindNovaServer, reapInstance, deadServer),
-		marked(activities.KindPort, "port-live", liveServer),
-		marked(activities.KindPort, "port-dead", deadServer),
-		marked(activities.KindPort, "port-deleted", deletedSrv),
-		marked(activities.KindFloatingIP, "fip-dead", deadServer),
-		marked(activities.KindFloatingIP, "fip-live", liveServer),
-	}
+	inv := mixedInventory()
 	r := newReapEnv(t, inv, []string{liveServer})
 	res, err := r.run(t, workflows.ReapInput{GracePeriod: reapGrace, LivenessTaskQueue: livenessTQ, PageSize: 1})
 	require.NoError(t, err)
