@@ -44,43 +44,32 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`
 //	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/servers [post]
 func (s *Server) createServer(c *gin.Context) {
-	if !s.noQuery(c) {
-		return
-	}
 	var req CreateServerRequest
-	body, err := s.decode(c, &req)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	idem, ok := s.beginMutation(c, body)
+	_, idem, ok := s.openMutation(c, nil, &req)
 	if !ok {
 		return
 	}
 	customer := customerOf(c)
-	var fields, problems []string
-	bad := func(field, problem string) {
-		fields, problems = append(fields, field), append(problems, problem)
-	}
+	var bad invalid
 	if !nameRE.MatchString(req.Name) {
-		bad("name", "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
+		bad.add("name", "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
 	}
 	size, ok := s.cfg.Catalog.Size(req.Size)
 	if !ok {
-		bad("size", fmt.Sprintf("unknown size %q (see GET /v1/sizes)", clip(req.Size)))
+		bad.add("size", fmt.Sprintf("unknown size %q (see GET /v1/sizes)", clip(req.Size)))
 	}
 	if _, ok := s.cfg.Catalog.Image(req.Image); !ok {
-		bad("image", fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(req.Image)))
+		bad.add("image", fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(req.Image)))
 	}
 	if _, ok := s.cfg.Catalog.Region(req.Region); !ok {
-		bad("region", fmt.Sprintf("unknown region %q (see GET /v1/regions)", clip(req.Region)))
+		bad.add("region", fmt.Sprintf("unknown region %q (see GET /v1/regions)", clip(req.Region)))
 	}
 	key, field, problem := s.serverSSHKey(customer, req)
 	if problem != "" {
-		bad(field, problem)
+		bad.add(field, problem)
 	}
-	if len(fields) > 0 {
-		s.abort(c, errorf(CodeValidation, strings.Join(problems, "; "), fields...))
+	if err := bad.err(); err != nil {
+		s.abort(c, err)
 		return
 	}
 	if err := s.checkQuota(customer, size.VCPUs, 1); err != nil {
@@ -212,21 +201,8 @@ func (s *Server) serverView(srv cloudservers.Server) ServerView {
 //	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/servers/{id} [delete]
 func (s *Server) deleteServer(c *gin.Context) {
-	if !s.noQuery(c) {
-		return
-	}
-	id, err := parseID(c.Param("id"), "server")
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	idem, ok := s.beginMutation(c, nil)
+	srv, idem, ok := s.serverMutation(c, nil)
 	if !ok {
-		return
-	}
-	srv, err := s.ownServer(c, customerOf(c), id)
-	if err != nil {
-		s.abort(c, err)
 		return
 	}
 	if err := s.checkState(srv, cloudservers.OpDelete); err != nil {
@@ -263,27 +239,9 @@ func (s *Server) deleteServer(c *gin.Context) {
 //	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/servers/{id}/actions [post]
 func (s *Server) serverAction(c *gin.Context) {
-	if !s.noQuery(c) {
-		return
-	}
-	id, err := parseID(c.Param("id"), "server")
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
 	var fields map[string]json.RawMessage
-	body, err := s.decode(c, &fields)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	idem, ok := s.beginMutation(c, body)
+	srv, idem, ok := s.serverMutation(c, &fields)
 	if !ok {
-		return
-	}
-	srv, err := s.ownServer(c, customerOf(c), id)
-	if err != nil {
-		s.abort(c, err)
 		return
 	}
 	var typ string

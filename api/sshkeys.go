@@ -159,30 +159,22 @@ func sshKeyRef(raw string) (string, error) {
 //	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/ssh_keys [post]
 func (s *Server) createSSHKey(c *gin.Context) {
-	if !s.noQuery(c) {
-		return
-	}
 	var req CreateSSHKeyRequest
-	body, err := s.decode(c, &req)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	idem, ok := s.beginMutation(c, body)
+	_, idem, ok := s.openMutation(c, nil, &req)
 	if !ok {
 		return
 	}
 	customer := customerOf(c)
-	var fields, problems []string
+	var bad invalid
 	if _, err := uuid.Parse(req.Name); !sshKeyNameRE.MatchString(req.Name) || err == nil {
-		fields, problems = append(fields, "name"), append(problems, "name must be 1-64 letters, digits, dots, underscores, @ or hyphens, starting with a letter or digit, and not a UUID")
+		bad.add("name", "name must be 1-64 letters, digits, dots, underscores, @ or hyphens, starting with a letter or digit, and not a UUID")
 	}
 	k, problem := parsePublicKey(req.PublicKey)
 	if problem != "" {
-		fields, problems = append(fields, "public_key"), append(problems, problem)
+		bad.add("public_key", problem)
 	}
-	if len(fields) > 0 {
-		s.abort(c, errorf(CodeValidation, strings.Join(problems, "; "), fields...))
+	if err := bad.err(); err != nil {
+		s.abort(c, err)
 		return
 	}
 	k.ID, k.CustomerID, k.Name = idem.newID("ssh_key"), customer, req.Name
@@ -207,7 +199,7 @@ func (s *Server) createSSHKey(c *gin.Context) {
 		return
 	}
 	k.CreatedAt = s.now().UTC()
-	err = s.write(c, func(ctx context.Context) error {
+	err := s.write(c, func(ctx context.Context) error {
 		return s.state.Send(ctx, TopicSSHKeys, []byte(k.ID), mustJSON(k))
 	})
 	if err != nil {
@@ -322,23 +314,13 @@ func (s *Server) ownSSHKey(c *gin.Context, syncOnMiss bool) (SSHKey, error) {
 //	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
 //	@Router			/v1/ssh_keys/{id} [delete]
 func (s *Server) deleteSSHKey(c *gin.Context) {
-	if !s.noQuery(c) {
-		return
-	}
-	if _, err := sshKeyRef(c.Param("id")); err != nil {
-		s.abort(c, err)
-		return
-	}
-	idem, ok := s.beginMutation(c, nil)
+	k, idem, ok := mutationOf(s, c, sshKeyRef, nil, func(string) (SSHKey, error) {
+		return s.ownSSHKey(c, false) // beginMutation synced
+	})
 	if !ok {
 		return
 	}
-	k, err := s.ownSSHKey(c, false) // beginMutation synced
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	err = s.write(c, func(ctx context.Context) error { return s.state.Send(ctx, TopicSSHKeys, []byte(k.ID), nil) })
+	err := s.write(c, func(ctx context.Context) error { return s.state.Send(ctx, TopicSSHKeys, []byte(k.ID), nil) })
 	if err != nil {
 		s.log.Error("SSH key not deleted", "key", k.ID, "error", err)
 		s.abort(c, unavailable())

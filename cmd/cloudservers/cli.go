@@ -289,32 +289,28 @@ func cliCreate(ctx context.Context, c *cli, args []string) error {
 // catalogDefaults fills what the create request leaves out with the first
 // entry of the catalogue.
 func (c *cli) catalogDefaults(ctx context.Context, r *api.CreateServerRequest) error {
-	if r.Size == "" {
-		s, err := c.client.Sizes(ctx)
-		if err != nil {
-			return err
-		}
-		if len(s) > 0 {
-			r.Size = s[0].Name
-		}
+	err := firstName(ctx, &r.Size, c.client.Sizes, func(s api.SizeView) string { return s.Name })
+	if err == nil {
+		err = firstName(ctx, &r.Image, c.client.Images, func(i api.ImageView) string { return i.Name })
 	}
-	if r.Image == "" {
-		s, err := c.client.Images(ctx)
-		if err != nil {
-			return err
-		}
-		if len(s) > 0 {
-			r.Image = s[0].Name
-		}
+	if err == nil {
+		err = firstName(ctx, &r.Region, c.client.Regions, func(g api.RegionView) string { return g.Name })
 	}
-	if r.Region == "" {
-		s, err := c.client.Regions(ctx)
-		if err != nil {
-			return err
-		}
-		if len(s) > 0 {
-			r.Region = s[0].Name
-		}
+	return err
+}
+
+// firstName sets an empty *name to the name of the first entry list
+// returns (none: it stays empty).
+func firstName[T any](ctx context.Context, name *string, list func(context.Context) ([]T, error), nameOf func(T) string) error {
+	if *name != "" {
+		return nil
+	}
+	l, err := list(ctx)
+	if err != nil {
+		return err
+	}
+	if len(l) > 0 {
+		*name = nameOf(l[0])
 	}
 	return nil
 }
@@ -450,59 +446,63 @@ func cliGet(ctx context.Context, c *cli, args []string) error {
 }
 
 func cliDelete(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags()
+	return c.serverOperation(ctx, c.flags(), args, nil, func(ctx context.Context, id string) (api.OperationView, error) {
+		return c.client.DeleteServer(ctx, id, c.idempotencyKey())
+	})
+}
+
+// cliAction is the command of an action (reboot, power-off, power-on,
+// resize): POST /v1/servers/{id}/actions with that type.
+func cliAction(typ string) func(ctx context.Context, c *cli, args []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		fs := c.flags()
+		a := api.ActionRequest{Type: typ}
+		hard := false
+		if typ == "reboot" {
+			fs.BoolVar(&hard, "hard", false, "hard reboot (power cycle)")
+		}
+		if typ == "resize" {
+			fs.StringVar(&a.Size, "size", "", "the new size (see `servers sizes`)")
+		}
+		check := func() error {
+			if hard {
+				a.RebootType = "hard"
+			}
+			if typ == "resize" && a.Size == "" {
+				return errors.New("-size is required")
+			}
+			return nil
+		}
+		return c.serverOperation(ctx, fs, args, check, func(ctx context.Context, id string) (api.OperationView, error) {
+			return c.client.Act(ctx, id, a, c.idempotencyKey())
+		})
+	}
+}
+
+// serverOperation runs a command that starts an operation on one server:
+// it parses the flags of fs and -wait, lets check (when given) refuse them,
+// resolves the server, starts the operation and reports it.
+func (c *cli) serverOperation(ctx context.Context, fs *flag.FlagSet, args []string, check func() error,
+	start func(ctx context.Context, id string) (api.OperationView, error)) error {
 	wait := fs.Bool("wait", false, "follow the operation until it finishes")
 	ctx, rest, err := c.parse(ctx, fs, args, 1)
 	if err != nil {
 		return err
 	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
 	id, err := c.server(ctx, rest[0])
 	if err != nil {
 		return err
 	}
-	op, err := c.client.DeleteServer(ctx, id, c.idempotencyKey())
+	op, err := start(ctx, id)
 	if err != nil {
 		return err
 	}
 	return c.accepted(ctx, op, *wait)
-}
-
-func cliAction(typ string) func(ctx context.Context, c *cli, args []string) error {
-	return func(ctx context.Context, c *cli, args []string) error {
-		fs := c.flags()
-		wait := fs.Bool("wait", false, "follow the operation until it finishes")
-		hard := false
-		size := ""
-		if typ == "reboot" {
-			fs.BoolVar(&hard, "hard", false, "hard reboot (power cycle)")
-		}
-		if typ == "resize" {
-			fs.StringVar(&size, "size", "", "the new size (see `servers sizes`)")
-		}
-		ctx, rest, err := c.parse(ctx, fs, args, 1)
-		if err != nil {
-			return err
-		}
-		a := api.ActionRequest{Type: typ}
-		if hard {
-			a.RebootType = "hard"
-		}
-		if typ == "resize" {
-			if size == "" {
-				return errors.New("-size is required")
-			}
-			a.Size = size
-		}
-		id, err := c.server(ctx, rest[0])
-		if err != nil {
-			return err
-		}
-		op, err := c.client.Act(ctx, id, a, c.idempotencyKey())
-		if err != nil {
-			return err
-		}
-		return c.accepted(ctx, op, *wait)
-	}
 }
 
 func cliOperations(ctx context.Context, c *cli, args []string) error {

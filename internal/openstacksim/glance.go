@@ -38,8 +38,8 @@ func (s *Sim) findImage(id string) *image {
 
 func (s *Sim) routeGlance() {
 	s.mux.HandleFunc("GET /image/{$}", s.glanceVersions)
-	s.mux.HandleFunc("GET /image/v2/images", s.glance(s.listImages))
-	s.mux.HandleFunc("GET /image/v2/images/{id}", s.glance(s.getImage))
+	s.mux.HandleFunc("GET /image/v2/images", s.authed(s.listImages))
+	s.mux.HandleFunc("GET /image/v2/images/{id}", s.authed(s.getImage))
 	s.mux.HandleFunc("/image/", s.notFound(func(w http.ResponseWriter, r *http.Request) {
 		glanceError(w, http.StatusNotFound, "The resource could not be found.")
 	}))
@@ -53,17 +53,6 @@ func glanceError(w http.ResponseWriter, code int, detail string) {
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte("<html>\n <head>\n  <title>" + title + "</title>\n </head>\n <body>\n  <h1>" + title +
 		"</h1>\n  " + detail + "<br /><br />\n\n\n\n </body>\n</html>"))
-}
-
-func (s *Sim) glance(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Openstack-Request-Id", newRequestID())
-		if s.checkToken(r.Header.Get("X-Auth-Token")) == nil {
-			s.unauthorized(w, r)
-			return
-		}
-		h(w, r)
-	}
 }
 
 func (s *Sim) glanceVersions(w http.ResponseWriter, r *http.Request) {
@@ -106,35 +95,15 @@ func (s *Sim) listImages(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	marker := q.Get("marker")
 	s.mu.Lock()
-	var out []any
-	more := false
-	skipping := marker != ""
-	found := marker == ""
-	for _, im := range s.images {
-		if skipping {
-			if im.ID == marker {
-				skipping, found = false, true
-			}
-			continue
-		}
-		if !imageMatches(im, q) {
-			continue
-		}
-		if len(out) == limit {
-			more = true
-			break
-		}
-		out = append(out, s.imageView(im))
-	}
+	// The marker is looked for among all images, filtered or not.
+	after, found := afterMarker(s.images, func(im *image) string { return im.ID }, q.Get("marker"))
+	page, more := firstN(filter(after, func(im *image) bool { return imageMatches(im, q) }), limit)
+	out := viewsOf(page, s.imageView)
 	s.mu.Unlock()
 	if !found {
 		glanceError(w, http.StatusBadRequest, "marker not found")
 		return
-	}
-	if out == nil {
-		out = []any{}
 	}
 	first := "/v2/images"
 	if len(q) > 0 {
@@ -150,12 +119,7 @@ func (s *Sim) listImages(w http.ResponseWriter, r *http.Request) {
 	}
 	body := map[string]any{"images": out, "first": first, "schema": "/v2/schemas/images"}
 	if more {
-		nq := url.Values{}
-		for k, v := range q {
-			nq[k] = v
-		}
-		nq.Set("marker", out[len(out)-1].(map[string]any)["id"].(string))
-		body["next"] = "/v2/images?" + nq.Encode()
+		body["next"] = "/v2/images?" + withMarker(q, page[len(page)-1].ID)
 	}
 	writeJSON(w, http.StatusOK, body)
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -262,28 +261,28 @@ func (s *Sim) deletePort(p *port) {
 func (s *Sim) routeNeutron() {
 	const p = "/network/v2.0"
 	s.mux.HandleFunc("GET /network/{$}", s.neutronVersions)
-	s.mux.HandleFunc("GET "+p+"/networks", s.neutron(s.listNetworks))
-	s.mux.HandleFunc("GET "+p+"/networks/{id}", s.neutron(s.getNetwork))
-	s.mux.HandleFunc("GET "+p+"/subnets", s.neutron(s.listSubnets))
-	s.mux.HandleFunc("GET "+p+"/subnets/{id}", s.neutron(s.getSubnet))
-	s.mux.HandleFunc("GET "+p+"/routers", s.neutron(s.listRouters))
-	s.mux.HandleFunc("GET "+p+"/routers/{id}", s.neutron(s.getRouter))
-	s.mux.HandleFunc("GET "+p+"/security-groups", s.neutron(s.listSecurityGroups))
-	s.mux.HandleFunc("GET "+p+"/ports", s.neutron(s.listPorts))
-	s.mux.HandleFunc("POST "+p+"/ports", s.neutron(s.createPort))
-	s.mux.HandleFunc("GET "+p+"/ports/{id}", s.neutron(s.getPort))
-	s.mux.HandleFunc("PUT "+p+"/ports/{id}", s.neutron(s.updatePort))
-	s.mux.HandleFunc("DELETE "+p+"/ports/{id}", s.neutron(s.deletePortHandler))
-	s.mux.HandleFunc("GET "+p+"/floatingips", s.neutron(s.listFloatingIPs))
-	s.mux.HandleFunc("POST "+p+"/floatingips", s.neutron(s.createFloatingIP))
-	s.mux.HandleFunc("GET "+p+"/floatingips/{id}", s.neutron(s.getFloatingIP))
-	s.mux.HandleFunc("PUT "+p+"/floatingips/{id}", s.neutron(s.updateFloatingIP))
-	s.mux.HandleFunc("DELETE "+p+"/floatingips/{id}", s.neutron(s.deleteFloatingIP))
+	s.mux.HandleFunc("GET "+p+"/networks", s.authed(s.listNetworks))
+	s.mux.HandleFunc("GET "+p+"/networks/{id}", s.authed(s.getNetwork))
+	s.mux.HandleFunc("GET "+p+"/subnets", s.authed(s.listSubnets))
+	s.mux.HandleFunc("GET "+p+"/subnets/{id}", s.authed(s.getSubnet))
+	s.mux.HandleFunc("GET "+p+"/routers", s.authed(s.listRouters))
+	s.mux.HandleFunc("GET "+p+"/routers/{id}", s.authed(s.getRouter))
+	s.mux.HandleFunc("GET "+p+"/security-groups", s.authed(s.listSecurityGroups))
+	s.mux.HandleFunc("GET "+p+"/ports", s.authed(s.listPorts))
+	s.mux.HandleFunc("POST "+p+"/ports", s.authed(s.createPort))
+	s.mux.HandleFunc("GET "+p+"/ports/{id}", s.authed(s.getPort))
+	s.mux.HandleFunc("PUT "+p+"/ports/{id}", s.authed(s.updatePort))
+	s.mux.HandleFunc("DELETE "+p+"/ports/{id}", s.authed(s.deletePortHandler))
+	s.mux.HandleFunc("GET "+p+"/floatingips", s.authed(s.listFloatingIPs))
+	s.mux.HandleFunc("POST "+p+"/floatingips", s.authed(s.createFloatingIP))
+	s.mux.HandleFunc("GET "+p+"/floatingips/{id}", s.authed(s.getFloatingIP))
+	s.mux.HandleFunc("PUT "+p+"/floatingips/{id}", s.authed(s.updateFloatingIP))
+	s.mux.HandleFunc("DELETE "+p+"/floatingips/{id}", s.authed(s.deleteFloatingIP))
 	s.mux.HandleFunc("/network/", s.notFound(neutronNotFound))
 }
 
-// neutron wraps a Neutron handler: token check and request id.
-func (s *Sim) neutron(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
+// authed wraps a Neutron or Glance handler: request id and token check.
+func (s *Sim) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Openstack-Request-Id", newRequestID())
 		if s.checkToken(r.Header.Get("X-Auth-Token")) == nil {
@@ -401,51 +400,40 @@ var listParams = map[string]bool{"fields": true, "limit": true, "marker": true, 
 // attributes, limit/marker page with a <resource>_links next link.
 func (s *Sim) writeList(w http.ResponseWriter, r *http.Request, resource string, views []map[string]any) {
 	q := r.URL.Query()
-	var out []any
-	for _, v := range views {
-		ok, nerr := matchFilters(v, q)
-		if nerr != nil {
-			neutronError(w, nerr)
-			return
+	var nerr *neutronErr
+	out := filter(views, func(v map[string]any) bool {
+		ok, err := matchFilters(v, q)
+		if nerr == nil {
+			nerr = err
 		}
-		if ok {
-			out = append(out, v)
-		}
+		return ok
+	})
+	if nerr != nil {
+		neutronError(w, nerr)
+		return
 	}
 	body := map[string]any{}
-	if m := q.Get("marker"); m != "" {
-		i := 0
-		for i < len(out) && out[i].(map[string]any)["id"] != m {
-			i++
-		}
-		if i < len(out) {
-			out = out[i+1:]
-		} else {
-			out = nil
-		}
-	}
+	out, _ = afterMarker(out, viewID, q.Get("marker")) // a marker not among the matches: an empty page
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 0 {
 			neutronError(w, badRequest("Bad limit request: Limit must be an integer 0 or greater and not '"+l+"'."))
 			return
 		}
-		if n > 0 && len(out) > n {
-			out = out[:n]
-			next := url.Values{}
-			for k, vs := range q {
-				next[k] = vs
-			}
-			next.Set("marker", out[n-1].(map[string]any)["id"].(string))
+		var more bool
+		if n > 0 {
+			out, more = firstN(out, n)
+		}
+		if more {
 			body[resource+"_links"] = []any{map[string]any{"rel": "next",
-				"href": s.baseURL(r) + r.URL.Path + "?" + next.Encode()}}
+				"href": s.baseURL(r) + r.URL.Path + "?" + withMarker(q, viewID(out[n-1]))}}
 		}
 	}
 	if fields := q["fields"]; len(fields) > 0 {
 		for i, v := range out {
 			sel := map[string]any{}
 			for _, f := range fields {
-				if x, ok := v.(map[string]any)[f]; ok {
+				if x, ok := v[f]; ok {
 					sel[f] = x
 				}
 			}
@@ -453,10 +441,15 @@ func (s *Sim) writeList(w http.ResponseWriter, r *http.Request, resource string,
 		}
 	}
 	if out == nil {
-		out = []any{}
+		out = []map[string]any{}
 	}
 	body[resource] = out
 	writeJSON(w, http.StatusOK, body)
+}
+
+func viewID(v map[string]any) string {
+	id, _ := v["id"].(string)
+	return id
 }
 
 func matchFilters(v map[string]any, q url.Values) (bool, *neutronErr) {
@@ -536,13 +529,7 @@ func filterValue(v any) string {
 // ---- networks, subnets, routers, security groups ----
 
 func (s *Sim) listNetworks(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	views := make([]map[string]any, 0, len(s.networks))
-	for _, n := range s.networks {
-		views = append(views, s.networkView(n))
-	}
-	s.mu.Unlock()
-	s.writeList(w, r, "networks", views)
+	s.writeList(w, r, "networks", lockedViews(s, func() []*network { return s.networks }, s.networkView))
 }
 
 func (s *Sim) getNetwork(w http.ResponseWriter, r *http.Request) {
@@ -621,27 +608,11 @@ func (s *Sim) listSecurityGroups(w http.ResponseWriter, r *http.Request) {
 // sortedPorts returns the ports oldest first (Neutron lists in creation
 // order).
 func (s *Sim) sortedPorts() []*port {
-	out := make([]*port, 0, len(s.ports))
-	for _, p := range s.ports {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].created.Equal(out[j].created) {
-			return out[i].created.Before(out[j].created)
-		}
-		return out[i].id < out[j].id
-	})
-	return out
+	return byCreation(s.ports, func(p *port) (time.Time, string) { return p.created, p.id })
 }
 
 func (s *Sim) listPorts(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	var views []map[string]any
-	for _, p := range s.sortedPorts() {
-		views = append(views, s.portView(p))
-	}
-	s.mu.Unlock()
-	s.writeList(w, r, "ports", views)
+	s.writeList(w, r, "ports", lockedViews(s, s.sortedPorts, s.portView))
 }
 
 func (s *Sim) getPort(w http.ResponseWriter, r *http.Request) {
@@ -798,28 +769,13 @@ func (s *Sim) deletePortHandler(w http.ResponseWriter, r *http.Request) {
 
 // ---- floating IPs ----
 
+// sortedFIPs returns the floating IPs oldest first.
 func (s *Sim) sortedFIPs() []*floatingIP {
-	out := make([]*floatingIP, 0, len(s.fips))
-	for _, f := range s.fips {
-		out = append(out, f)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].created.Equal(out[j].created) {
-			return out[i].created.Before(out[j].created)
-		}
-		return out[i].id < out[j].id
-	})
-	return out
+	return byCreation(s.fips, func(f *floatingIP) (time.Time, string) { return f.created, f.id })
 }
 
 func (s *Sim) listFloatingIPs(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	var views []map[string]any
-	for _, f := range s.sortedFIPs() {
-		views = append(views, s.fipView(f))
-	}
-	s.mu.Unlock()
-	s.writeList(w, r, "floatingips", views)
+	s.writeList(w, r, "floatingips", lockedViews(s, s.sortedFIPs, s.fipView))
 }
 
 func fipNotFound(id string) *neutronErr {
