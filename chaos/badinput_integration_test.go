@@ -123,8 +123,8 @@ func TestMalformedMessages(t *testing.T) {
 			router = b
 		}
 	}
-	router.wait(time.Time{}, time.Minute, "the router consumes notifications.info/0", func(l line) bool {
-		return l.is("consuming", "topic", "notifications.info", "partition", "0")
+	router.wait(time.Time{}, time.Minute, "the router consumes "+w.notifs.Legacy+".info/0", func(l line) bool {
+		return l.is("consuming", "topic", w.notifs.Legacy+".info", "partition", "0")
 	})
 
 	dlStart, err := w.kafka.GetOffset(cloudservers.TopicDeadLetter, 0, sarama.OffsetNewest)
@@ -136,7 +136,7 @@ func TestMalformedMessages(t *testing.T) {
 	valid, err := w.produce(ctx, 1, 0)
 	must(t, err)
 	badNotification := []byte(`{"oslo.version": "2.0", "oslo.message": "not JSON ` + w.run + `"}`)
-	notifOffset, err := w.kafka.GetOffset("notifications.info", 0, sarama.OffsetNewest)
+	notifOffset, err := w.kafka.GetOffset(w.notifs.Legacy+".info", 0, sarama.OffsetNewest)
 	must(t, err)
 	must(t, w.producer.SendToPartition(ctx, w.notifs.Legacy+".info", 0, nil, badNotification))
 
@@ -152,7 +152,7 @@ func TestMalformedMessages(t *testing.T) {
 	}
 	l = router.wait(time.Time{}, time.Minute, "the malformed notification is logged", func(l line) bool {
 		o, _ := strconv.ParseInt(l.kv["offset"], 10, 64)
-		return l.is("notification sent to the dead-letter topic", "topic", "notifications.info", "partition", "0") && o >= notifOffset
+		return l.is("notification sent to the dead-letter topic", "topic", w.notifs.Legacy+".info", "partition", "0") && o >= notifOffset
 	})
 	t.Logf("logged: %s", l.raw)
 
@@ -176,7 +176,7 @@ func TestMalformedMessages(t *testing.T) {
 	if r := found["request"]; r.Topic != w.topic || r.Partition != 1 || r.Offset != reqOffset || !strings.Contains(r.Error, "malformed request") || time.Since(r.At) > 5*time.Minute {
 		t.Errorf("dead letter of the request: %+v", r)
 	}
-	if n := found["notification"]; n.Topic != "notifications.info" || n.Partition != 0 || n.Offset < notifOffset || n.Error == "" {
+	if n := found["notification"]; n.Topic != w.notifs.Legacy+".info" || n.Partition != 0 || n.Offset < notifOffset || n.Error == "" {
 		t.Errorf("dead letter of the notification: %+v", n)
 	}
 	t.Logf("dead letters: request %q, notification %q", found["request"].Error, found["notification"].Error)
