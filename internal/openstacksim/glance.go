@@ -118,7 +118,7 @@ func (s *Sim) listImages(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	body := map[string]any{"images": out, "first": first, "schema": "/v2/schemas/images"}
-	if more {
+	if more && len(page) > 0 { // limit=0: an empty page and no next, as Glance
 		body["next"] = "/v2/images?" + withMarker(q, page[len(page)-1].ID)
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -240,3 +240,19 @@ func TestServerPortLifecycle(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestZeroLimits: limit=0 is valid everywhere; Glance answers an empty page
+// with no next link (it used to panic), Neutron ignores it as Neutron does.
+func TestZeroLimits(t *testing.T) {
+	e := newEnv(t, Config{})
+	code, _, body := e.do("GET", "/image/v2/images?limit=0", nil, nil)
+	m, _ := body.(map[string]any)
+	if imgs, _ := m["images"].([]any); code != 200 || imgs == nil || len(imgs) != 0 || m["next"] != nil {
+		t.Errorf("Glance limit=0: %d %v", code, body)
+	}
+	code, _, body = e.do("GET", "/network/v2.0/networks?limit=0", nil, nil)
+	m, _ = body.(map[string]any)
+	if nets, _ := m["networks"].([]any); code != 200 || len(nets) == 0 {
+		t.Errorf("Neutron limit=0: %d %v", code, body)
+	}
+}
