@@ -135,6 +135,19 @@ var compensationOptions = workflow.ActivityOptions{
 }
 
 // WithActivityOptions returns ctx with the saga steps' activity options.
+//
+// A saga cancelled while one of its activities runs waits for that activity
+// to finish (WaitForCancellation): the activity does not heartbeat, so it
+// runs to its end anyway, and only its result tells the saga what it made.
+// A create that finishes after the cancellation then registers its
+// compensation like any completed step, and Finish undoes it; without the
+// wait the saga would go on at once, undo only the earlier steps, and leave
+// what the activity made a moment later (an instance whose port had just
+// been deleted, say).
 func WithActivityOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, activityOptions)
+	opts := activityOptions
+	if workflow.GetVersion(ctx, "wait-for-cancelled-activities", workflow.DefaultVersion, 1) == 1 {
+		opts.WaitForCancellation = true
+	}
+	return workflow.WithActivityOptions(ctx, opts)
 }
