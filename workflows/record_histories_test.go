@@ -29,13 +29,13 @@ import (
 
 // TestRecordHistories runs every saga, and the lifecycle, on a real
 // Temporal dev server with the sagatest Cloud standing in for OpenStack,
-// and writes each workflow's history to testdata/histories/<name>.json for
-// TestReplayRecordedHistories. See testdata/README.md.
+// and writes each workflow's history to testdata/histories/latest/<name>.json
+// for TestReplayRecordedHistories. See testdata/README.md.
 //
 //	go test -tags recordhistories -run TestRecordHistories -count=1 ./workflows/
 func TestRecordHistories(t *testing.T) {
 	c := devServer(t)
-	dir := filepath.Join("testdata", "histories")
+	dir := filepath.Join("testdata", "histories", "latest")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 
 	for _, sc := range sagaScenarios() {
@@ -142,7 +142,9 @@ func sagaScenarios() []sagaScenario {
 			wantStep: "AssociateFloatingIP", wantUndone: []string{"ReleaseFloatingIP", "DeleteNovaServer", "DeletePort"}},
 		{name: "create-build-error", saga: createSaga,
 			prepare: func(c *sagatest.Cloud) {
-				c.Notify("CreateNovaServer", sagatest.Update("building", "spawning"), sagatest.ErrorEvent("instance.create.error", "No valid host was found."))
+				// The host's error (Nova reschedules), then the instance in ERROR.
+				c.Notify("CreateNovaServer", sagatest.Update("building", "spawning"), sagatest.ErrorEvent("instance.create.error", "PortBindingFailed: Binding failed"),
+					sagatest.Update("error", "").At(3*time.Second))
 			},
 			wantStep: "WaitForNovaBuild", wantUndone: []string{"DeleteNovaServer", "DeletePort"}},
 		{name: "create-notification-lost", saga: createSaga, timeout: 2 * time.Second,
@@ -153,6 +155,25 @@ func sagaScenarios() []sagaScenario {
 			wantCalls: []string{"CreatePort", "CreatePort", "CreateNovaServer", "AllocateFloatingIP", "AssociateFloatingIP"}},
 		{name: "create-cancelled", saga: createSaga, timeout: time.Minute,
 			prepare: func(c *sagatest.Cloud) { c.Notify("CreateNovaServer") }, cancelAfter: "CreateNovaServer",
+			wantStep: "WaitForNovaBuild", wantUndone: []string{"DeleteNovaServer", "DeletePort"}},
+		{name: "create-cancelled-during-activity", saga: createSaga, timeout: time.Minute,
+			prepare: func(c *sagatest.Cloud) {
+				// The allocation takes 2 s; the cancel comes 300 ms in.
+				c.OnCall(func(call sagatest.Call) {
+					if call.Name == "AllocateFloatingIP" {
+						time.Sleep(2 * time.Second)
+					}
+				})
+			},
+			cancelAfter: "AllocateFloatingIP",
+			wantStep:    "AssociateFloatingIP", wantUndone: []string{"ReleaseFloatingIP", "DeleteNovaServer", "DeletePort"}},
+		{name: "create-error-fault-read", saga: createSaga,
+			prepare: func(c *sagatest.Cloud) {
+				u := sagatest.Update("error", "")
+				u.Fails = true
+				c.Notify("CreateNovaServer", sagatest.Update("building", "spawning"), u)
+				c.AnswerGet(activities.NovaServer{Status: "ERROR", Fault: "Exceeded maximum number of retries."}, true)
+			},
 			wantStep: "WaitForNovaBuild", wantUndone: []string{"DeleteNovaServer", "DeletePort"}},
 		{name: "delete", saga: deleteSaga, wantCalls: deleteSaga.HappyCalls()},
 		{name: "delete-leftover-floating-ip", saga: func() sagatest.Saga {

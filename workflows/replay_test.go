@@ -21,11 +21,15 @@ import (
 // that is meant to do that needs workflow.GetVersion, or new recordings
 // once no old workflow can still be running.
 func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
+	// One folder per recording: latest/ from the current code, older ones
+	// (named by the day they were recorded) from code still in production
+	// then, whose workflows the GetVersion branches keep replaying.
+	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no recorded histories: see testdata/README.md")
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+		name := filepath.Base(filepath.Dir(f)) + "/" + strings.TrimSuffix(filepath.Base(f), ".json")
+		t.Run(name, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(workflows.ServerWorkflow)
 			for _, d := range workflows.Registry() {
