@@ -85,7 +85,10 @@ func runDev(ctx context.Context, args []string) error {
 	if *cloud == "sim" {
 		simAddr := hostPort(ports["sim"])
 		if err := g.Start(ctx, devstack.Process{
-			Name: "openstack-sim", Cmd: []string{self, "sim", "-listen", simAddr, "-kafka", strings.Join(e.Kafka, ",")},
+			// The simulated cloud is kept in the data folder with Kafka's
+			// read model of it, so that a restart finds the servers both know.
+			Name: "openstack-sim", Cmd: []string{self, "sim", "-listen", simAddr, "-kafka", strings.Join(e.Kafka, ","),
+				"-state-file", filepath.Join(cfg.DataDir, "openstacksim", "state.json")},
 			Env: env, LogFile: filepath.Join(logs, "openstack-sim.log"),
 			Ready: devstack.HTTPReady("http://" + simAddr + "/identity/v3"),
 		}); err != nil {

@@ -45,6 +45,7 @@ func runSim(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Quotas.Ports, "quota-ports", 500, "Neutron ports quota (-1: unlimited)")
 	fs.IntVar(&cfg.Quotas.FloatingIPs, "quota-floatingips", 50, "Neutron floating IPs quota (-1: unlimited)")
 	seed := fs.Uint64("seed", 0, "seed of rate-based faults and address choice")
+	fs.StringVar(&cfg.StateFile, "state-file", "", "keep the cloud (servers, ports, floating IPs, keypairs) in this file between runs: restored at start, written at stop; empty: in memory only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +88,11 @@ func runSim(ctx context.Context, args []string) error {
 		defer pub.Close()
 		cfg.Publisher = pub
 	}
-	sim := openstacksim.New(cfg)
+	sim, err := openstacksim.Open(cfg)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	defer sim.Close()
 
 	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -115,6 +120,9 @@ func runSim(ctx context.Context, args []string) error {
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if err := sim.Shutdown(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }

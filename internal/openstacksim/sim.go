@@ -83,6 +83,12 @@ type Config struct {
 	// unlimited.
 	Quotas Quotas
 
+	// StateFile, when set, keeps the cloud between runs: Open restores the
+	// servers, ports, floating IPs, networks' allocations and keypairs from
+	// it when it exists, and Close writes them to it (see state.go). Empty:
+	// the state lives in memory only.
+	StateFile string
+
 	// Seed makes rate-based faults reproducible.
 	Seed uint64
 	// Logf logs what a person running the simulator wants to see; nil
@@ -244,10 +250,27 @@ type Sim struct {
 	notifier *notifier
 	mux      *http.ServeMux
 	admin    *http.ServeMux
+
+	saveOnce sync.Once
+	saveErr  error
 }
 
-// New starts a simulator. Close stops its goroutines.
+// New starts a simulator. Close stops its goroutines. With a
+// Config.StateFile that cannot be loaded New panics: use Open to get the
+// error.
 func New(cfg Config) *Sim {
+	s, err := Open(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Open starts a simulator like New and, when Config.StateFile exists,
+// restores the cloud saved there, settling the operations it caught in
+// flight. An unreadable, corrupt or inconsistent file is an error: it is
+// never taken for an empty cloud.
+func Open(cfg Config) (*Sim, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sim{
@@ -275,6 +298,16 @@ func New(cfg Config) *Sim {
 		s.images = append(s.images, newImage(im))
 	}
 	s.createDefaultNetworks()
+	if cfg.StateFile != "" {
+		s.mu.Lock()
+		err := s.loadState()
+		s.mu.Unlock()
+		if err != nil {
+			s.cancel() // not Close: that would write an empty cloud over the file
+			s.wg.Wait()
+			return nil, err
+		}
+	}
 	s.mux = http.NewServeMux()
 	s.routeKeystone()
 	s.routeNova()
@@ -282,7 +315,7 @@ func New(cfg Config) *Sim {
 	s.routeGlance()
 	s.admin = http.NewServeMux()
 	s.routeAdmin()
-	return s
+	return s, nil
 }
 
 // startTime is when the simulated cloud's fixed resources were made; the
@@ -291,10 +324,24 @@ var startTime = time.Date(2026, 11, 25, 20, 48, 43, 0, time.UTC)
 
 // Close stops every timer and goroutine of the simulator and waits for
 // them. Operations in flight stop where they are; undelivered delayed
-// notifications are dropped.
-func (s *Sim) Close() {
+// notifications are dropped. With a Config.StateFile it then saves the
+// state there (logging a failure; Shutdown returns it).
+func (s *Sim) Close() { _ = s.Shutdown() }
+
+// Shutdown is Close, reporting whether the state file was written. Only
+// the first call saves; later ones return its result.
+func (s *Sim) Shutdown() error {
 	s.cancel()
 	s.wg.Wait()
+	s.saveOnce.Do(func() {
+		if s.cfg.StateFile == "" {
+			return
+		}
+		if s.saveErr = s.saveState(); s.saveErr != nil {
+			s.logf("%v", s.saveErr)
+		}
+	})
+	return s.saveErr
 }
 
 // Handler returns the simulator's HTTP handler.
