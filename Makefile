@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run stack fetch test unit chaos docs docs-check check-tools clean
+.PHONY: all build run stack fetch test unit chaos bench docs docs-check check-tools clean
 
 all: build
 
@@ -37,6 +37,11 @@ test: build
 ## chaos: bridge processes killed, restarted and cut off ZooKeeper under load (also part of make test); prints TAKEOVER times
 chaos: build
 	scripts/test-stack.sh go test -race -tags integration -count=1 -v -timeout 30m ./chaos/
+
+## bench: the notification decoder and the router against their raw baselines (the router on a real Kafka)
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/notification/
+	scripts/test-stack.sh $(GO) test -tags integration -run '^$$' -bench Router -benchtime 3000x -count 3 ./bridge/
 
 ## unit: the tests that need no engine
 unit:

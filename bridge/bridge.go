@@ -109,7 +109,15 @@ const finishGrace = time.Second
 //
 // A group with no committed offset starts at the oldest message (nothing
 // is lost), or at the newest when fresh is FreshAtNewest.
-func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, h handler, log *slog.Logger) error {
+//
+// commitEvery 0 commits after each message, synchronously: the requests,
+// whose next owner must start exactly after the last one handled. A
+// positive commitEvery commits the last handled offset at most that often
+// and when the tenure ends: the notifications, where a commit per message
+// would cap the router at a few dozen messages a second
+// (BenchmarkRouter) and a redelivery after a crash is harmless (a saga
+// ignores a notification it already had).
+func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.Client, group, topic string, partition int32, meta string, fresh FreshStart, commitEvery time.Duration, h handler, log *slog.Logger) error {
 	log = log.With("topic", topic, "partition", partition)
 	committed, err := retryOffsets(ctx, log, "read the committed offset", func() (map[int32]Committed, error) {
 		return CommittedOffsets(kc, group, topic, []int32{partition})
@@ -142,26 +150,56 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 	// for the next tenure when this returns.
 	defer pc.Close()
 	log.Info("consuming", "from", next, "committed_by", committed[partition].Metadata)
-	commit := func(ctx context.Context, msg *sarama.ConsumerMessage) error {
+	commitNow := func(ctx context.Context, msg *sarama.ConsumerMessage) error {
 		return commitOffset(kc, group, noGeneration, "", topic, partition, msg.Offset+1, meta)
+	}
+	commit := commitNow
+	var tick <-chan time.Time
+	var pending *sarama.ConsumerMessage // handled, not committed yet
+	flush := func() error {
+		if pending == nil {
+			return nil
+		}
+		mctx, cancel := graceContext(ctx, finishGrace)
+		defer cancel()
+		_, err := retryOffsets(mctx, log, "commit", func() (struct{}, error) { return struct{}{}, commitNow(mctx, pending) })
+		if err != nil {
+			if errors.Is(err, ErrGroupHasMembers) {
+				return err
+			}
+			log.Warn("offset not committed; the next owner delivers the messages after the last commit again", "offset", pending.Offset, "error", err)
+			return nil
+		}
+		pending = nil
+		return nil
+	}
+	if commitEvery > 0 {
+		commit = func(_ context.Context, msg *sarama.ConsumerMessage) error { pending = msg; return nil }
+		t := time.NewTicker(commitEvery)
+		defer t.Stop()
+		tick = t.C
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return flush()
+		case <-tick:
+			if err := flush(); err != nil {
+				return err
+			}
 		case cerr, ok := <-pc.Errors():
 			if ok {
 				log.Warn("consume error", "error", cerr)
 			}
 		case msg, ok := <-pc.Messages():
 			if !ok {
-				return fmt.Errorf("consumer of %s/%d closed", topic, partition)
+				return errors.Join(fmt.Errorf("consumer of %s/%d closed", topic, partition), flush())
 			}
 			if err := process(ctx, msg, h, commit, log); err != nil {
 				return err
 			}
 			if ctx.Err() != nil {
-				return nil
+				return flush()
 			}
 		}
 	}

@@ -54,7 +54,7 @@ func (r *Requests) ConsumePartition(ctx context.Context, partition int32, owner 
 	if group == "" {
 		group = RequestGroup
 	}
-	return consumePartition(ctx, r.Consumer, r.Kafka, group, r.topic(), partition, meta, r.Fresh, r.handle, r.Log)
+	return consumePartition(ctx, r.Consumer, r.Kafka, group, r.topic(), partition, meta, r.Fresh, 0, r.handle, r.Log)
 }
 
 func (r *Requests) topic() string { return cmp.Or(r.Topic, cloudservers.TopicRequests) }

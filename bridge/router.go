@@ -25,6 +25,10 @@ import (
 // RouterGroup is the Kafka group under which the router commits offsets.
 const RouterGroup = "cloudservers-router"
 
+// DefaultRouterCommitEvery bounds what a new router delivers a second time
+// after the old one died without its last commit.
+const DefaultRouterCommitEvery = 500 * time.Millisecond
+
 // Router turns OpenStack notifications into signals to server lifecycles.
 type Router struct {
 	// Kafka carries the offset commits; Consumer (on a client of its own)
@@ -39,6 +43,9 @@ type Router struct {
 	Topics      []string // default cloudservers.NotificationTopics
 	Group       string   // commits the offsets; default RouterGroup
 	Fresh       FreshStart
+	// CommitEvery is how often the offsets of the notifications handled
+	// are committed; default DefaultRouterCommitEvery.
+	CommitEvery time.Duration
 	// Visibility finds the server of an instance in Temporal (by the
 	// NovaInstanceId search attribute) for notifications that carry only
 	// the instance's UUID; nil disables that fallback.
@@ -73,7 +80,7 @@ func (r *Router) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := consumePartition(ctx, r.Consumer, r.Kafka, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, r.handle, r.Log); err != nil {
+				if err := consumePartition(ctx, r.Consumer, r.Kafka, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, cmp.Or(r.CommitEvery, DefaultRouterCommitEvery), r.handle, r.Log); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

@@ -1,0 +1,149 @@
+//go:build integration
+
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/kafka"
+)
+
+// BenchmarkRouter measures how many notifications a second the router
+// takes from the real Kafka (decode, find the server, signal, commit the
+// offset), with a Temporal stand-in that accepts every signal at once, so
+// that what is measured is the router's own work. The baseline is a bare
+// sarama consumer reading the same records. Each run writes b.N captured
+// Nova notifications (instance.create.end, 3.4 kB, named cs-<uuid>) to a
+// topic of its own with 3 partitions, as oslo.messaging spreads them.
+//
+//	scripts/test-stack.sh go test -tags integration -run '^$' -bench Router -benchtime 3000x ./bridge/
+func BenchmarkRouter(b *testing.B) {
+	ends := devstack.TestEndpoints(b)
+	raw, err := os.ReadFile("../internal/notification/testdata/a-create/0022-versioned_notifications.info-instance.create.end.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := bytes.ReplaceAll(raw, []byte(`display_name\": \"cap-vm\"`), []byte(`display_name\": \"cs-`+uuid.NewString()+`\"`))
+	if bytes.Equal(value, raw) {
+		b.Fatal("the capture has no display_name to rewrite")
+	}
+
+	// fill makes a topic of its own holding n notifications.
+	fill := func(b *testing.B, n int) string {
+		b.Helper()
+		topic := "bench-" + uuid.NewString()[:8] + ".notifications.info"
+		ctx := context.Background()
+		if err := devstack.CreateTopics(ctx, ends.Kafka, []devstack.TopicSpec{{Name: topic, Partitions: 3}}, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if admin, err := sarama.NewClusterAdmin(ends.Kafka, kafka.Config("bench-cleanup")); err == nil {
+				_ = admin.DeleteTopic(topic)
+				admin.Close()
+			}
+		})
+		p, err := sarama.NewAsyncProducer(ends.Kafka, kafka.ProducerConfig("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			for range p.Successes() {
+			}
+		}()
+		for i := range n { // round robin, as oslo.messaging's keyless records spread
+			p.Input() <- &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(value), Partition: int32(i % 3)}
+		}
+		if err := p.Close(); err != nil {
+			if pe, ok := err.(sarama.ProducerErrors); ok && len(pe) > 0 {
+				err = pe[0].Err
+			}
+			b.Fatal(err)
+		}
+		return topic
+	}
+	client := func(b *testing.B) (sarama.Client, sarama.Consumer) {
+		kc, err := kafka.Connect(context.Background(), ends.Kafka, "bench", logTo(io.Discard))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := sarama.NewConsumerFromClient(kc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(); kc.Close() })
+		return kc, c
+	}
+
+	b.Run("baseline=sarama-consumer", func(b *testing.B) {
+		topic := fill(b, b.N)
+		kc, c := client(b)
+		parts, err := kc.Partitions(topic)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var got atomic.Int64
+		done := make(chan struct{})
+		b.ResetTimer()
+		start := time.Now()
+		for _, p := range parts {
+			pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pc.Close()
+			go func() {
+				for range pc.Messages() {
+					if got.Add(1) == int64(b.N) {
+						close(done)
+					}
+				}
+			}()
+		}
+		<-done
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	})
+
+	b.Run("router", func(b *testing.B) {
+		topic := fill(b, b.N)
+		kc, c := client(b)
+		stats := &Stats{}
+		r := &Router{Kafka: kc, Consumer: c, Topics: []string{topic}, Group: "bench-router-" + uuid.NewString()[:8],
+			Temporal: acceptAll{}, Log: logTo(io.Discard), Stats: stats, Fresh: FreshAtOldest}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		b.ResetTimer()
+		start := time.Now()
+		go func() { stopped <- r.Run(ctx) }()
+		for stats.Delivered.Load() < int64(b.N) {
+			time.Sleep(time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		cancel()
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	})
+}
+
+// acceptAll is a Temporal that takes every signal at once.
+type acceptAll struct{}
+
+func (acceptAll) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
+	return nil, nil
+}
+
+func (acceptAll) SignalWorkflow(context.Context, string, string, string, any) error { return nil }
