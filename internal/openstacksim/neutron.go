@@ -73,6 +73,11 @@ func (s *Sim) createDefaultNetworks() {
 		"db90a53b-73a8-4af1-b576-7e14ef604696", "sub1", tn.CIDR, true)
 	s.addNetwork("be10a6b3-dfab-48a8-a990-31411c5b92e4", en.Name, true, "physnet-ext",
 		"2fd1d488-b96e-4fdc-810f-e6e7a637da4f", en.Name+"-sub", en.CIDR, false)
+	// router1's gateway on the external subnet holds the address after the
+	// subnet's gateway (external_fixed_ips in routerView): no floating IP
+	// may get it.
+	esub := s.subnets[s.networks[1].subnets[0]]
+	esub.used[esub.gateway.Next()] = true
 	// router1's interface on the tenant subnet holds its gateway address.
 	tsub := s.subnets[s.networks[0].subnets[0]]
 	p := &port{id: "8be36477-e2da-45da-b483-36357e2bebd1", networkID: s.networks[0].id, mac: newMAC(s.rng.Uint32()),

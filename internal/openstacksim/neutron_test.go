@@ -256,3 +256,29 @@ func TestZeroLimits(t *testing.T) {
 		t.Errorf("Neutron limit=0: %d %v", code, body)
 	}
 }
+
+// TestFloatingIPsAvoidTheRouterGateway: router1's external address (its
+// external_fixed_ips) is never handed out as a floating IP.
+func TestFloatingIPsAvoidTheRouterGateway(t *testing.T) {
+	e := newEnv(t, Config{ExternalNetwork: NetworkConfig{Name: "public", CIDR: "172.24.4.0/29"}})
+	_, _, body := e.do("GET", "/network/v2.0/routers", nil, nil)
+	routers, _ := body.(map[string]any)["routers"].([]any)
+	if len(routers) == 0 {
+		t.Fatalf("routers: %v", body)
+	}
+	gw := routers[0].(map[string]any)["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"]
+	_, _, body = e.do("GET", "/network/v2.0/networks?name=public", nil, nil)
+	netID := body.(map[string]any)["networks"].([]any)[0].(map[string]any)["id"]
+	for i := 0; ; i++ {
+		code, _, body := e.do("POST", "/network/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": netID}}, nil)
+		if code != 201 {
+			if i == 0 {
+				t.Fatalf("no floating IP at all: %d %v", code, body)
+			}
+			break
+		}
+		if addr := body.(map[string]any)["floatingip"].(map[string]any)["floating_ip_address"]; addr == gw {
+			t.Fatalf("floating IP %d got router1's gateway address %v", i, gw)
+		}
+	}
+}
