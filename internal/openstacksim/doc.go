@@ -22,7 +22,8 @@
 // Files follow the services: keystone.go, nova.go (+ keypairs.go),
 // neutron.go, glance.go; lifecycle.go is Nova's state machine, notify.go
 // the notifications, faults.go the fault injection, inventory.go the call
-// log and inventory, admin.go the /_sim/ API.
+// log and inventory, admin.go the /_sim/ API, list.go the list filters and
+// paging the services share, state.go the state file kept between runs.
 //
 // # Fidelity
 //
