@@ -41,7 +41,7 @@ chaos: build
 ## bench: the notification decoder and the router against their raw baselines (the router on a real Kafka)
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/notification/
-	scripts/test-stack.sh $(GO) test -tags integration -run '^$$' -bench Router -benchtime 3000x -count 3 ./bridge/
+	scripts/test-stack.sh $(GO) test -tags integration -run '^$$' -bench 'Router|CommitOffset' -benchtime 3000x -count 3 ./bridge/
 
 ## unit: the tests that need no engine
 unit:

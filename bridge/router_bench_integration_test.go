@@ -27,7 +27,7 @@ import (
 // Nova notifications (instance.create.end, 3.4 kB, named cs-<uuid>) to a
 // topic of its own with 3 partitions, as oslo.messaging spreads them.
 //
-//	scripts/test-stack.sh go test -tags integration -run '^$' -bench Router -benchtime 3000x ./bridge/
+//	make bench
 func BenchmarkRouter(b *testing.B) {
 	ends := devstack.TestEndpoints(b)
 	raw, err := os.ReadFile("../internal/notification/testdata/a-create/0022-versioned_notifications.info-instance.create.end.json")
@@ -147,3 +147,25 @@ func (acceptAll) SignalWithStartWorkflow(context.Context, string, string, any, c
 }
 
 func (acceptAll) SignalWorkflow(context.Context, string, string, string, any) error { return nil }
+
+// BenchmarkCommitOffset measures one synchronous offset commit to the group
+// coordinator, what the requests consumer pays after each request.
+func BenchmarkCommitOffset(b *testing.B) {
+	ends := devstack.TestEndpoints(b)
+	kc, err := kafka.Connect(context.Background(), ends.Kafka, "bench", logTo(io.Discard))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kc.Close()
+	topic := "bench-" + uuid.NewString()[:8] + ".commits"
+	if err := devstack.CreateTopics(context.Background(), ends.Kafka, []devstack.TopicSpec{{Name: topic, Partitions: 1}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	group := "bench-commit-" + uuid.NewString()[:8]
+	b.ResetTimer()
+	for i := range b.N {
+		if err := commitOffset(kc, group, noGeneration, "", topic, 0, int64(i+1), "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
