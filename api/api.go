@@ -27,6 +27,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
 // Producer writes messages to Kafka and returns once they are acknowledged.
@@ -38,6 +39,35 @@ type Producer interface {
 // RequestProducer writes a request to an explicit partition.
 type RequestProducer interface {
 	SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error
+}
+
+// Transactor writes records in one Kafka transaction: once it returns nil
+// a read_committed reader sees all of them, and after an error none
+// (kafka.TxnPool).
+type Transactor interface {
+	Transact(ctx context.Context, records []kafka.Record) error
+}
+
+// sequential writes a transaction's records one after the other, without
+// atomicity: for a requests producer that is not a Transactor.
+type sequential struct {
+	requests RequestProducer
+	state    Producer
+}
+
+func (w sequential) Transact(ctx context.Context, records []kafka.Record) error {
+	for _, r := range records {
+		var err error
+		if r.Partition == kafka.ByKey {
+			err = w.state.Send(ctx, r.Topic, r.Key, r.Value)
+		} else {
+			err = w.requests.SendToPartition(ctx, r.Topic, r.Partition, r.Key, r.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Config configures the API. Zero values take the documented defaults.
@@ -108,27 +138,38 @@ func setDefault[T comparable](v *T, def T) {
 
 // Server is the API. Its dependencies come through New.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	rm       *ReadModel
-	kafka    Offsets
-	requests RequestProducer
-	state    Producer
-	buckets  cloudservers.BucketMap
-	limits   *limiters
-	events   *broadcaster
-	now      func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	rm      *ReadModel
+	kafka   Offsets
+	txn     Transactor
+	state   Producer
+	buckets cloudservers.BucketMap
+	limits  *limiters
+	events  *broadcaster
+	now     func() time.Time
 }
 
 // New returns the API. kc (a sarama.Client) tells where the state topics
-// end, for read-your-writes; nil disables those syncs (tests).
+// end, for read-your-writes; nil disables those syncs (tests). A mutation
+// is published through requests, which should be a Transactor
+// (kafka.TxnPool): the request and the initial state records in one
+// transaction. A requests producer that is not writes them one after the
+// other, not atomically (tests). state writes the API's other records.
 func New(cfg Config, log *slog.Logger, rm *ReadModel, kc Offsets, requests RequestProducer, state Producer) *Server {
 	cfg.defaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	txn, ok := requests.(Transactor)
+	if !ok {
+		txn = sequential{requests: requests, state: state}
+		if requests != nil {
+			log.Warn("the requests producer is not transactional: a mutation's request and initial state are not published atomically")
+		}
+	}
 	s := &Server{
-		cfg: cfg, log: log, rm: rm, kafka: kc, requests: requests, state: state,
+		cfg: cfg, log: log, rm: rm, kafka: kc, txn: txn, state: state,
 		buckets: cloudservers.DefaultBucketMap(cfg.Partitions), now: time.Now,
 		limits: newLimiters(cfg.RateLimit, cfg.RateBurst),
 		events: newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),

@@ -18,12 +18,14 @@ import (
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/api"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
-// fakeKafka implements api.Producer and api.RequestProducer. It keeps
-// every message in a log, with offsets per partition like Kafka, and feeds
-// state records back to the read models attached to it, as their
-// consumers would.
+// fakeKafka implements api.Producer, api.RequestProducer and
+// api.Transactor. It keeps every message in a log, with offsets per
+// partition like Kafka, and feeds state records back to the read models
+// attached to it, as their consumers would. A transaction's records are
+// logged together when none of their topics fails, or not at all.
 type fakeKafka struct {
 	mu      sync.Mutex
 	log     []record
@@ -63,27 +65,44 @@ func (f *fakeKafka) failTopic(topic string, err error) {
 }
 
 func (f *fakeKafka) Send(ctx context.Context, topic string, key, value []byte) error {
-	h := fnv.New32a()
-	h.Write(key)
-	return f.SendToPartition(ctx, topic, int32(h.Sum32()%statePartitions), key, value)
+	return f.SendToPartition(ctx, topic, kafka.ByKey, key, value)
 }
 
 func (f *fakeKafka) SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error {
+	return f.Transact(ctx, []kafka.Record{{Topic: topic, Partition: partition, Key: key, Value: value}})
+}
+
+func (f *fakeKafka) Transact(ctx context.Context, records []kafka.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	f.mu.Lock()
-	if err := f.fail[topic]; err != nil {
-		f.mu.Unlock()
-		return err
+	for _, r := range records {
+		if err := f.fail[r.Topic]; err != nil {
+			f.mu.Unlock()
+			return err
+		}
 	}
-	tp := topic + "/" + string(rune('0'+partition))
-	r := record{topic: topic, partition: partition, offset: f.next[tp], key: key, value: value}
-	f.next[tp]++
-	f.log = append(f.log, r)
+	var written []record
+	for _, kr := range records {
+		partition := kr.Partition
+		if partition == kafka.ByKey {
+			h := fnv.New32a()
+			h.Write(kr.Key)
+			partition = int32(h.Sum32() % statePartitions)
+		}
+		tp := kr.Topic + "/" + string(rune('0'+partition))
+		r := record{topic: kr.Topic, partition: partition, offset: f.next[tp], key: kr.Key, value: kr.Value}
+		f.next[tp]++
+		f.log = append(f.log, r)
+		written = append(written, r)
+	}
 	readers := append([]*api.ReadModel{}, f.readers...)
 	f.mu.Unlock()
-	if topic != cloudservers.TopicRequests {
+	for _, r := range written {
+		if r.topic == cloudservers.TopicRequests {
+			continue
+		}
 		for _, rm := range readers {
 			if err := rm.ApplyRecord(r.topic, r.partition, r.offset, r.key, r.value); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
 // APIKey is a customer's API key as stored: only its SHA-256 hash.
@@ -62,7 +63,8 @@ type ReadModel struct {
 	idem        map[string]IdempotencyRecord
 	idemSweepAt int
 	sshKeys     map[string]SSHKey
-	next        map[topicPartition]int64 // next offset to read
+	next        map[topicPartition]int64     // next offset to read
+	appliedAt   map[topicPartition]time.Time // when a record was last applied (waitFor)
 	consuming   map[topicPartition]bool
 	ready       bool
 	watchers    []func(change)
@@ -105,6 +107,7 @@ func NewReadModel() *ReadModel {
 		idem:          map[string]IdempotencyRecord{},
 		sshKeys:       map[string]SSHKey{},
 		next:          map[topicPartition]int64{},
+		appliedAt:     map[topicPartition]time.Time{},
 		consuming:     map[topicPartition]bool{},
 		now:           time.Now,
 		topics:        append(append([]string{}, cloudservers.StateTopics...), TopicSSHKeys),
@@ -114,8 +117,13 @@ func NewReadModel() *ReadModel {
 	return rm
 }
 
-// Run consumes the state topics from their beginning until ctx ends.
+// Run consumes the state topics from their beginning until ctx ends. kc
+// must read committed records only (kafka.Connect's clients do): the
+// records of an aborted transaction were never accepted.
 func (rm *ReadModel) Run(ctx context.Context, kc sarama.Client, log *slog.Logger) error {
+	if kc.Config().Consumer.IsolationLevel != sarama.ReadCommitted {
+		return errors.New("read model: the Kafka client must read committed records only (Consumer.IsolationLevel ReadCommitted, as kafka.Connect sets)")
+	}
 	// The consumer gets connections of its own: Kafka answers the requests
 	// of one connection in order, so offset queries (Sync) sharing a
 	// connection with the consumer's long-polling fetches would wait for
@@ -198,7 +206,7 @@ func (rm *ReadModel) Run(ctx context.Context, kc sarama.Client, log *slog.Logger
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := rm.WaitFor(ctx, targets); err == nil {
+		if err := rm.waitFor(ctx, scannerOf(kc), targets); err == nil {
 			rm.MarkCaughtUp()
 			log.Info("read model caught up", "servers", rm.count())
 		}
@@ -276,32 +284,131 @@ func endOffsets(kc Offsets, topics []string) (map[topicPartition]int64, []string
 	return out, missing, nil
 }
 
-// WaitFor blocks until every partition has been read up to its target
+// scanFunc tells what a read_committed consumer that has delivered every
+// record of a partition before from has yet to deliver before to
+// (kafka.Scan).
+type scanFunc func(tp topicPartition, from, to int64) (kafka.Position, error)
+
+// scannerOf scans with kc when it is a Kafka client; otherwise (tests'
+// fakes) there is nothing to scan: every offset is a record.
+func scannerOf(kc Offsets) scanFunc {
+	c, ok := kc.(sarama.Client)
+	if !ok {
+		return nil
+	}
+	return func(tp topicPartition, from, to int64) (kafka.Position, error) {
+		return kafka.Scan(c, tp.topic, tp.partition, from, to)
+	}
+}
+
+const (
+	// scanQuiet: a lagging partition is scanned once its consumer has
+	// delivered nothing for this long (while it delivers, it is reading,
+	// and a scan would only find the records on their way).
+	scanQuiet = 5 * time.Millisecond
+	// scanRetry is the first wait before scanning again a range that
+	// belongs to an open transaction (or could not be scanned); it doubles
+	// up to scanRetryMax.
+	scanRetry    = 5 * time.Millisecond
+	scanRetryMax = 200 * time.Millisecond
+)
+
+// waitFor blocks until every partition has been read up to its target
 // offset, or ctx ends.
-func (rm *ReadModel) WaitFor(ctx context.Context, targets map[topicPartition]int64) error {
+//
+// The consumer reads committed records only: the markers transactions
+// leave (one per partition a transaction wrote to, the API's publish
+// among them) and the records of aborted transactions take offsets it
+// never delivers, so a partition that ends with them is never "read up
+// to" its end by the records alone. When a partition lags, scan (nil: no
+// such offsets) tells whether what is left up to its target is only such
+// offsets; if so the partition counts as read up to the target.
+func (rm *ReadModel) waitFor(ctx context.Context, scan scanFunc, targets map[topicPartition]int64) error {
+	type scanState struct {
+		behindAt  int64     // scanned Behind from here: a record is on its way
+		notBefore time.Time // scan again no earlier
+		retry     time.Duration
+	}
+	scans := map[topicPartition]*scanState{}
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	for {
-		done := true
+		lagging := map[topicPartition]int64{}
 		for tp, off := range targets {
 			if rm.next[tp] < off {
-				done = false
-				break
+				lagging[tp] = rm.next[tp]
 			}
 		}
-		if done {
+		if len(lagging) == 0 {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
-			for tp, off := range targets {
-				if rm.next[tp] < off {
-					return fmt.Errorf("%w: %s/%d read up to %d of %d", err, tp.topic, tp.partition, rm.next[tp], off)
-				}
+			for tp, next := range lagging {
+				return fmt.Errorf("%w: %s/%d read up to %d of %d", err, tp.topic, tp.partition, next, targets[tp])
 			}
-			return err
 		}
-		waitCond(ctx, rm.changed)
+		var toScan []topicPartition
+		var wake time.Duration // 0: until a record comes
+		now := time.Now()
+		for tp, next := range lagging {
+			if scan == nil {
+				break
+			}
+			st := scans[tp]
+			if st == nil {
+				st = &scanState{behindAt: -1, retry: scanRetry}
+				scans[tp] = st
+			}
+			if st.behindAt == next {
+				continue
+			}
+			if quietAt := rm.appliedAt[tp].Add(scanQuiet); quietAt.After(st.notBefore) {
+				st.notBefore = quietAt
+			}
+			if d := st.notBefore.Sub(now); d > 0 {
+				if wake == 0 || d < wake {
+					wake = d
+				}
+				continue
+			}
+			toScan = append(toScan, tp)
+		}
+		if len(toScan) == 0 {
+			wctx, cancel := ctx, context.CancelFunc(func() {})
+			if wake > 0 {
+				wctx, cancel = context.WithTimeout(ctx, wake)
+			}
+			waitCond(wctx, rm.changed)
+			cancel()
+			continue
+		}
+		rm.mu.Unlock()
+		for _, tp := range toScan {
+			st, from := scans[tp], lagging[tp]
+			pos, err := scan(tp, from, targets[tp])
+			switch {
+			case err == nil && pos == kafka.CaughtUp:
+				rm.skipTo(tp, targets[tp])
+			case err == nil && pos == kafka.Behind:
+				st.behindAt = from
+			default: // undecided, or not scanned: again later
+				st.notBefore = time.Now().Add(st.retry)
+				st.retry = min(2*st.retry, scanRetryMax)
+			}
+		}
+		rm.mu.Lock()
 	}
+}
+
+// skipTo records that a partition has nothing for this read model before
+// offset off (scanned; rm.mu not held).
+func (rm *ReadModel) skipTo(tp topicPartition, off int64) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.next[tp] < off {
+		rm.next[tp] = off
+	}
+	rm.changed.Broadcast()
 }
 
 // waitCond waits on c (whose lock is held) but no longer than ctx allows.
@@ -342,6 +449,7 @@ func (rm *ReadModel) ApplyRecord(topic string, partition int32, offset int64, ke
 		if offset+1 > rm.next[tp] {
 			rm.next[tp] = offset + 1
 		}
+		rm.appliedAt[tp] = time.Now()
 		rm.changed.Broadcast()
 		watchers := rm.watchers
 		rm.mu.Unlock()
@@ -664,5 +772,5 @@ func (rm *ReadModel) Sync(ctx context.Context, kc Offsets) error {
 	if r.err != nil {
 		return r.err
 	}
-	return rm.WaitFor(ctx, r.targets)
+	return rm.waitFor(ctx, scannerOf(kc), r.targets)
 }

@@ -32,6 +32,8 @@ type replica struct {
 	name string
 	base string
 	rm   *api.ReadModel
+	kc   sarama.Client
+	txn  *kafka.TxnPool
 }
 
 func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
@@ -46,7 +48,9 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	requests, err := kafka.NewPartitionProducer(ep.Kafka, "it-api-"+name)
+	// The transactional IDs are the replica's name: a replica of the same
+	// name in a later run fences what an earlier one left.
+	requests, err := kafka.ConnectTxnPool(ctx, ep.Kafka, "it-api-"+name, "it-api-"+name, 2, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +85,7 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r := &replica{name: name, base: hs.URL, rm: rm}
+	r := &replica{name: name, base: hs.URL, rm: rm, kc: kc, txn: requests}
 	if code, body := r.call(t, "GET", "/readyz", "", nil, nil); code != 200 {
 		t.Fatalf("%s /readyz: %d %s", name, code, body)
 	}
@@ -181,6 +185,16 @@ func waitKey(t *testing.T, r *replica, key string) {
 	}
 }
 
+// twoReplicas starts two replicas and a customer, alice, that both know.
+func twoReplicas(t *testing.T, ep devstack.Endpoints, name1, name2 string) (aliceID, alice string, r1, r2 *replica) {
+	t.Helper()
+	aliceID, alice = customer(t, ep, "alice")
+	r1, r2 = startReplica(t, ep, name1), startReplica(t, ep, name2)
+	waitKey(t, r1, alice)
+	waitKey(t, r2, alice)
+	return aliceID, alice, r1, r2
+}
+
 func TestReplicasIdempotencyAndReadYourWrites(t *testing.T) {
 	ep := devstack.TestEndpoints(t)
 	ensureSSHKeyTopic(t, ep)
@@ -220,15 +234,7 @@ func TestReplicasIdempotencyAndReadYourWrites(t *testing.T) {
 	}
 	var op3 api.OperationView
 	_ = json.Unmarshal(b, &op3)
-	code, b = r2.call(t, "GET", "/v1/servers/"+op3.ServerID, alice, nil, nil)
-	var sv api.ServerView
-	_ = json.Unmarshal(b, &sv)
-	if code != 200 || sv.ID != op3.ServerID || sv.Status != "queued" || sv.OperationID != op3.ID {
-		t.Fatalf("GET on r2 right after the create on r1: %d %s", code, b)
-	}
-	if code, b = r2.call(t, "GET", "/v1/operations/"+op3.ID, alice, nil, nil); code != 200 {
-		t.Fatalf("operation on r2: %d %s", code, b)
-	}
+	readsCreate(t, r2, alice, op3)
 	// A mutation on replica 2 sees replica 1's lock.
 	if code, b = r2.call(t, "DELETE", "/v1/servers/"+op3.ServerID, alice, nil, nil); code != 409 || !strings.Contains(string(b), api.CodeLocked) {
 		t.Fatalf("delete of a locked server on r2: %d %s", code, b)
@@ -259,11 +265,7 @@ func TestReplicasIdempotencyAndReadYourWrites(t *testing.T) {
 func TestReplicasSSHKeys(t *testing.T) {
 	ep := devstack.TestEndpoints(t)
 	ensureSSHKeyTopic(t, ep)
-	_, alice := customer(t, ep, "alice")
-	r1 := startReplica(t, ep, "k1")
-	r2 := startReplica(t, ep, "k2")
-	waitKey(t, r1, alice)
-	waitKey(t, r2, alice)
+	_, alice, r1, r2 := twoReplicas(t, ep, "k1", "k2")
 
 	code, b := r1.call(t, "POST", "/v1/ssh_keys", alice, map[string]any{"name": "laptop", "public_key": testKeys[0]}, nil)
 	if code != 201 {
@@ -306,11 +308,7 @@ func TestReplicasSSHKeys(t *testing.T) {
 
 func TestReplicasEventStreamResumes(t *testing.T) {
 	ep := devstack.TestEndpoints(t)
-	_, alice := customer(t, ep, "alice")
-	r1 := startReplica(t, ep, "e1")
-	r2 := startReplica(t, ep, "e2")
-	waitKey(t, r1, alice)
-	waitKey(t, r2, alice)
+	_, alice, r1, r2 := twoReplicas(t, ep, "e1", "e2")
 	body := map[string]any{"name": "ev-1", "size": "s-1vcpu-64mb", "image": "tiny", "region": "region-one"}
 
 	s1 := openStream(t, r1.base, alice, "")
@@ -346,51 +344,117 @@ func TestReplicasEventStreamResumes(t *testing.T) {
 	s2.quiet(t, 300*time.Millisecond)
 }
 
+// readsCreate checks that a replica reads a create it did not accept
+// itself at once: its server queued, its operation.
+func readsCreate(t *testing.T, r *replica, key string, op api.OperationView) {
+	t.Helper()
+	code, b := r.call(t, "GET", "/v1/servers/"+op.ServerID, key, nil, nil)
+	var sv api.ServerView
+	_ = json.Unmarshal(b, &sv)
+	if code != 200 || sv.ID != op.ServerID || sv.Status != "queued" || sv.OperationID != op.ID {
+		t.Fatalf("GET on %s right after the create on another replica: %d %s", r.name, code, b)
+	}
+	if code, b = r.call(t, "GET", "/v1/operations/"+op.ID, key, nil, nil); code != 200 {
+		t.Fatalf("operation on %s: %d %s", r.name, code, b)
+	}
+}
+
 // countRequests reads the requests topic for an operation's requests.
 func countRequests(t *testing.T, ep devstack.Endpoints, opID string) int {
 	t.Helper()
+	n := 0
+	readTopic(t, ep, cloudservers.TopicRequests, func(msg *sarama.ConsumerMessage) {
+		var r cloudservers.Request
+		if json.Unmarshal(msg.Value, &r) == nil && r.OperationID == opID {
+			n++
+		}
+	})
+	return n
+}
+
+// readTopic hands f every committed record of topic, up to the end of
+// each partition as of the call.
+func readTopic(t *testing.T, ep devstack.Endpoints, topic string, f func(*sarama.ConsumerMessage)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kc, err := kafka.Connect(ctx, ep.Kafka, "it-count", slog.New(slog.DiscardHandler))
+	// Two clients: Kafka answers one connection's requests in order, so
+	// Scan would wait behind the consumer's long-polling fetches.
+	var kcs [2]sarama.Client
+	for i := range kcs {
+		kc, err := kafka.Connect(ctx, ep.Kafka, "it-read", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kc.Close()
+		kcs[i] = kc
+	}
+	kc := kcs[0]
+	ends := offsets(t, kc, topic, sarama.OffsetNewest)
+	starts := offsets(t, kc, topic, sarama.OffsetOldest)
+	pcs, stop := consume(t, kcs[1], topic, starts)
+	defer stop()
+	for p, pc := range pcs {
+		// A partition may end with offsets a read_committed consumer
+		// skips (transaction markers, aborted records): when nothing
+		// comes, ask whether anything is left.
+		for next, end := starts[p], ends[p]; next < end; {
+			select {
+			case msg := <-pc.Messages():
+				f(msg)
+				next = msg.Offset + 1
+			case <-time.After(50 * time.Millisecond):
+				pos, err := kafka.Scan(kc, topic, p, next, end)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pos == kafka.CaughtUp {
+					next = end
+				}
+			case <-ctx.Done():
+				t.Fatalf("reading %s/%d timed out at %d of %d", topic, p, next, end)
+			}
+		}
+	}
+}
+
+// offsets returns the oldest or the newest (which) offset of every
+// partition of topic.
+func offsets(t *testing.T, kc sarama.Client, topic string, which int64) map[int32]int64 {
+	t.Helper()
+	parts, err := kc.Partitions(topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer kc.Close()
+	out := map[int32]int64{}
+	for _, p := range parts {
+		if out[p], err = kc.GetOffset(topic, p, which); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// consume reads the partitions of topic from the given offsets, all at
+// once (each fetch of a consumer may wait long), until stop.
+func consume(t *testing.T, kc sarama.Client, topic string, from map[int32]int64) (pcs map[int32]sarama.PartitionConsumer, stop func()) {
+	t.Helper()
 	consumer, err := sarama.NewConsumerFromClient(kc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer consumer.Close()
-	parts, err := kc.Partitions(cloudservers.TopicRequests)
-	if err != nil {
-		t.Fatal(err)
+	pcs = map[int32]sarama.PartitionConsumer{}
+	stop = func() {
+		for _, pc := range pcs {
+			pc.AsyncClose()
+		}
+		_ = consumer.Close()
 	}
-	n := 0
-	for _, p := range parts {
-		end, err := kc.GetOffset(cloudservers.TopicRequests, p, sarama.OffsetNewest)
-		if err != nil {
+	for p, off := range from {
+		if pcs[p], err = consumer.ConsumePartition(topic, p, off); err != nil {
+			stop()
 			t.Fatal(err)
 		}
-		if end == 0 {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(cloudservers.TopicRequests, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for done := false; !done; {
-			select {
-			case msg := <-pc.Messages():
-				var r cloudservers.Request
-				if json.Unmarshal(msg.Value, &r) == nil && r.OperationID == opID {
-					n++
-				}
-				done = msg.Offset+1 >= end
-			case <-ctx.Done():
-				t.Fatal("reading the requests topic timed out")
-			}
-		}
-		pc.Close()
 	}
-	return n
+	return pcs, stop
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
@@ -428,7 +429,7 @@ type mutation struct {
 }
 
 // accept publishes a mutation and answers 202 with its operation once
-// Kafka has acknowledged it.
+// Kafka has committed it (publish).
 func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	customer := customerOf(c)
 	opID := idem.newID("operation")
@@ -459,8 +460,10 @@ func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
 }
 
-// notQueued marks the operation record of a request Kafka did not take: a
-// retry with the same Idempotency-Key publishes it anew.
+// notQueued marks the operation record of a request Kafka did not take,
+// which earlier versions of publish wrote (such records stay in the
+// compacted topic): a retry with the same Idempotency-Key publishes it
+// anew.
 const notQueued = "not accepted: the request could not be queued"
 
 func createdLocation(op cloudservers.Operation) string {
@@ -470,35 +473,23 @@ func createdLocation(op cloudservers.Operation) string {
 	return ""
 }
 
-// publish writes the initial state records (version 0: whatever the
-// lifecycle publishes later wins), then the request to its customer's
-// partition. State first: the lifecycle acts only on the request, so its
-// records always follow ours in the compacted topics. If the request is
-// not taken, the initial records are superseded by failed ones, best
-// effort.
+// publish writes a mutation in one Kafka transaction: the initial state
+// records (version 0: whatever the lifecycle publishes later wins) — the
+// server (create only) and the operation — and the request, to its
+// customer's partition. Every reader of those topics reads committed
+// records only, so it sees all of them or none: a publish that fails, times
+// out or is cut short by the API process dying leaves no queued server or
+// pending operation for a request that never was. (The lifecycle acts on
+// the committed request only, so its records always follow ours in the
+// compacted topics.)
 func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *cloudservers.Server, op cloudservers.Operation) error {
+	var records []kafka.Record
 	if server != nil {
-		if err := s.state.Send(ctx, cloudservers.TopicServers, []byte(server.ID), mustJSON(server)); err != nil {
-			return err
-		}
+		records = append(records, kafka.Record{Topic: cloudservers.TopicServers, Partition: kafka.ByKey, Key: []byte(server.ID), Value: mustJSON(server)})
 	}
-	if err := s.state.Send(ctx, cloudservers.TopicOperations, []byte(op.ID), mustJSON(op)); err != nil {
-		return err
-	}
-	partition := s.buckets.Partition(req.CustomerID)
-	bucket := strconv.Itoa(cloudservers.Bucket(req.CustomerID))
-	err := s.requests.SendToPartition(ctx, cloudservers.TopicRequests, partition, []byte(bucket), mustJSON(req))
-	if err == nil {
-		return nil
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	defer cancel()
-	now := s.now().UTC()
-	op.Status, op.Error, op.UpdatedAt, op.CompletedAt = cloudservers.OperationFailed, notQueued, now, &now
-	_ = s.state.Send(cctx, cloudservers.TopicOperations, []byte(op.ID), mustJSON(op))
-	if server != nil {
-		server.Status, server.OperationID, server.Error, server.UpdatedAt = cloudservers.StatusDeleted, "", "not created: the request could not be queued", now
-		_ = s.state.Send(cctx, cloudservers.TopicServers, []byte(server.ID), mustJSON(server))
-	}
-	return err
+	records = append(records,
+		kafka.Record{Topic: cloudservers.TopicOperations, Partition: kafka.ByKey, Key: []byte(op.ID), Value: mustJSON(op)},
+		kafka.Record{Topic: cloudservers.TopicRequests, Partition: s.buckets.Partition(req.CustomerID),
+			Key: []byte(strconv.Itoa(cloudservers.Bucket(req.CustomerID))), Value: mustJSON(req)})
+	return s.txn.Transact(ctx, records)
 }

@@ -544,15 +544,18 @@ func TestKafkaDown(t *testing.T) {
 	if r.Header().Get("Retry-After") == "" || strings.Contains(r.Body.String(), "brokers") {
 		t.Errorf("503: %v %s", r.Header(), r.Body)
 	}
-	// The initial records written before the request failed are superseded:
-	// nothing is left pending or queued.
+	// The request and its initial records are one transaction: without
+	// the request, no server or operation record is left at all.
 	for _, s := range e.rm.Servers("alice", func(cloudservers.Server) bool { return true }) {
-		if s.ID != id && s.Status != cloudservers.StatusDeleted {
+		if s.ID != id {
 			t.Errorf("server %s left %s", s.ID, s.Status)
 		}
 	}
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 503, api.CodeUnavailable, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "power_off"}}), 503, api.CodeUnavailable, nil)
+	if ops := e.rm.Operations("alice", id); len(ops) != 1 || ops[0].Type != cloudservers.OpCreate {
+		t.Errorf("operations of %s after the failed actions: %+v", id, ops)
+	}
 	// Kafka is back: the retry with the same key is accepted, and the
 	// server was not locked by the failed attempts.
 	e.kafka.failTopic(cloudservers.TopicRequests, nil)
