@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
@@ -251,6 +254,11 @@ func (v *serverView) apply(msg *sarama.ConsumerMessage, log *slog.Logger) {
 }
 
 // sync waits until every partition has been read up to its end as of now.
+// The end may be offsets a read_committed consumer never delivers: the
+// commit marker of the API's last transaction, or records of an aborted
+// one. When a partition makes no progress for a moment, kafka.Scan tells
+// those apart from a record still on its way (or a transaction still open,
+// which is waited for).
 func (v *serverView) sync(ctx context.Context, kc sarama.Client) error {
 	parts, err := kc.Partitions(cloudservers.TopicServers)
 	if err != nil {
@@ -264,30 +272,64 @@ func (v *serverView) sync(ctx context.Context, kc sarama.Client) error {
 		}
 		ends[p] = end
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	quiet := 20 * time.Millisecond
 	for {
-		behind := ""
+		v.mu.Lock()
+		behind := map[int32]int64{} // partition -> next offset to read
 		for p, end := range ends {
 			if v.next[p] < end {
-				behind = fmt.Sprintf("partition %d read up to %d of %d", p, v.next[p], end)
-				break
+				behind[p] = v.next[p]
 			}
 		}
-		if behind == "" {
+		if len(behind) == 0 {
+			v.mu.Unlock()
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: %s", err, behind)
+			v.mu.Unlock()
+			return fmt.Errorf("%w: %s", err, describeBehind(behind, ends))
 		}
-		stop := context.AfterFunc(ctx, func() {
+		// Wait for a record, or for a quiet moment.
+		wctx, cancel := context.WithTimeout(ctx, quiet)
+		stop := context.AfterFunc(wctx, func() {
 			v.mu.Lock()
 			v.changed.Broadcast()
 			v.mu.Unlock()
 		})
 		v.changed.Wait()
+		progressed := false
+		for p, was := range behind {
+			progressed = progressed || v.next[p] != was
+		}
+		v.mu.Unlock()
 		stop()
+		cancel()
+		if progressed {
+			quiet = 20 * time.Millisecond
+			continue
+		}
+		for p, from := range behind {
+			pos, err := kafka.Scan(kc, cloudservers.TopicServers, p, from, ends[p])
+			if err != nil || pos != kafka.CaughtUp {
+				continue // a record on its way, or an open transaction: wait
+			}
+			v.mu.Lock()
+			if v.next[p] == from {
+				v.next[p] = ends[p]
+			}
+			v.mu.Unlock()
+		}
+		quiet = min(2*quiet, 500*time.Millisecond)
 	}
+}
+
+func describeBehind(behind, ends map[int32]int64) string {
+	var parts []string
+	for p, next := range behind {
+		parts = append(parts, fmt.Sprintf("partition %d read up to %d of %d", p, next, ends[p]))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // live returns the IDs among ids whose latest record is not deleted.
