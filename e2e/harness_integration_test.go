@@ -96,7 +96,9 @@ func startSystem(t *testing.T, opt options) *system {
 	producer, err := kafka.NewProducer(ends.Kafka, "e2e-"+run)
 	must(t, err)
 	t.Cleanup(func() { producer.Close() })
-	partitioned, err := kafka.NewPartitionProducer(ends.Kafka, "e2e-"+run)
+	// The API's writes: each request with its initial state records in one
+	// transaction, as the api command does.
+	partitioned, err := kafka.ConnectTxnPool(ctx, ends.Kafka, "e2e-"+run, "e2e-"+run, 4, log)
 	must(t, err)
 	t.Cleanup(func() { partitioned.Close() })
 	s.kafka, err = kafka.Connect(ctx, ends.Kafka, "e2e-"+run, log)

@@ -203,6 +203,14 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 			}
 		}
 		r.Lag = max(end-from, 0)
+		if r.Lag > 0 {
+			// The API writes requests in transactions: their commit
+			// markers (and aborted records) take offsets no consumer
+			// handles. Only those left means caught up.
+			if pos, err := kafka.Scan(kc, topic, p, from, end); err == nil && pos == kafka.CaughtUp {
+				r.Lag = 0
+			}
+		}
 	}
 	for _, e := range problems {
 		st.Problems = append(st.Problems, e.Error())
