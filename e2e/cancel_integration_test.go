@@ -22,9 +22,7 @@ import (
 // undid the instance and the port at once, and the floating IP appeared
 // afterwards, owned by no one until the reaper came.)
 func TestCancelDuringAnActivityLeavesNothing(t *testing.T) {
-	if realCloud() {
-		t.Skip("holding Nova's answer needs the simulator's latency fault")
-	}
+	needsSimulator(t, "holding Neutron's answer needs the simulator's latency fault")
 	s := startSystem(t, options{sim: openstacksim.Config{BootTime: 300 * time.Millisecond, DeleteTime: 200 * time.Millisecond}})
 	s.sim.Faults().AddHTTP(openstacksim.HTTPFault{Method: "POST", Path: "/network/v2.0/floatingips", Latency: openstacksim.Duration(3 * time.Second), Count: 1})
 
