@@ -406,7 +406,15 @@ func TestGroupKillRestartAndGrandchildren(t *testing.T) {
 	// A shell with a background child: Kill must take the whole group.
 	child := filepath.Join(dir, "child.pid")
 	p := shProcess("bridge-1", `sleep 300 & echo $! > `+child+`; wait`, filepath.Join(dir, "b.log"))
-	p.Ready = func(context.Context) error { _, err := os.Stat(child); return err }
+	// Ready once the pid is written: the shell creates the file before echo
+	// fills it.
+	p.Ready = func(context.Context) error {
+		b, err := os.ReadFile(child)
+		if err == nil && !strings.HasSuffix(string(b), "\n") {
+			err = errors.New("pid not written yet")
+		}
+		return err
+	}
 	if err := g.Start(ctx, p); err != nil {
 		t.Fatal(err)
 	}
