@@ -47,7 +47,10 @@ func main() {
 		usage(cmds)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: closing the terminal that runs `make run` stops it cleanly
+	// (children stopped in order, the simulator's cloud saved) instead of
+	// killing it outright.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := cmd.run(ctx, os.Args[2:])
 	stop()
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, flag.ErrHelp) {
