@@ -1,6 +1,7 @@
 package openstacksim
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -88,6 +89,10 @@ type Config struct {
 	// it when it exists, and Close writes them to it (see state.go). Empty:
 	// the state lives in memory only.
 	StateFile string
+	// StateSaveInterval is how often the state is also saved while the
+	// simulator runs, when it changed (default 5 s); negative: only at
+	// Close.
+	StateSaveInterval time.Duration
 
 	// Seed makes rate-based faults reproducible.
 	Seed uint64
@@ -306,6 +311,10 @@ func Open(cfg Config) (*Sim, error) {
 			s.cancel() // not Close: that would write an empty cloud over the file
 			s.wg.Wait()
 			return nil, err
+		}
+		if cfg.StateSaveInterval >= 0 {
+			s.wg.Add(1)
+			go s.autosave(cmp.Or(cfg.StateSaveInterval, 5*time.Second))
 		}
 	}
 	s.mux = http.NewServeMux()

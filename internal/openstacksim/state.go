@@ -1,6 +1,7 @@
 package openstacksim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -245,15 +246,57 @@ func serverState(srv *server) ServerState {
 	return ss
 }
 
-// saveState writes the state to Config.StateFile atomically: a temporary
-// file in the same folder, synced, then renamed over the old one, so that a
-// crash mid-write leaves the previous state. Caller has stopped every
-// goroutine of the Sim.
+// saveState writes the state to Config.StateFile (see writeState) and logs
+// what it saved. Caller has stopped every goroutine of the Sim.
 func (s *Sim) saveState() error {
-	path := s.cfg.StateFile
 	s.mu.Lock()
 	st := s.snapshot()
 	s.mu.Unlock()
+	if err := s.writeState(st); err != nil {
+		return err
+	}
+	s.logf("state: saved %d servers, %d ports, %d floating IPs, %d keypairs to %s",
+		len(st.Servers), len(st.Ports), len(st.FloatingIPs), len(st.Keypairs), s.cfg.StateFile)
+	return nil
+}
+
+// autosave also saves the state every interval while the Sim runs, when it
+// changed, so that a simulator killed without Close (kill -9, a crash)
+// comes back as it was moments before, not as it was at the last clean
+// stop. What was in flight is settled at Open as after a Close.
+func (s *Sim) autosave(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last []byte
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		st := s.snapshot()
+		s.mu.Unlock()
+		key := st
+		key.SavedAt = time.Time{}
+		b, err := json.Marshal(key)
+		if err != nil || bytes.Equal(b, last) {
+			continue
+		}
+		if err := s.writeState(st); err != nil {
+			s.logf("state: autosave: %v", err)
+			continue
+		}
+		last = b
+	}
+}
+
+// writeState writes st to Config.StateFile atomically: a temporary file in
+// the same folder, synced, then renamed over the old one, so that a crash
+// mid-write leaves the previous state.
+func (s *Sim) writeState(st State) error {
+	path := s.cfg.StateFile
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("openstacksim: state: %w", err)
@@ -284,8 +327,6 @@ func (s *Sim) saveState() error {
 		_ = d.Sync() // the rename itself survives a crash
 		_ = d.Close()
 	}
-	s.logf("state: saved %d servers, %d ports, %d floating IPs, %d keypairs to %s",
-		len(st.Servers), len(st.Ports), len(st.FloatingIPs), len(st.Keypairs), path)
 	return nil
 }
 

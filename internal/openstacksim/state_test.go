@@ -400,3 +400,37 @@ func TestCloseWithoutStateFileWritesNothing(t *testing.T) {
 		t.Errorf("Close wrote %v", entries)
 	}
 }
+
+// TestStateAutosave: while it runs, the simulator saves its cloud when it
+// changes, so one killed without Close comes back with the server it had
+// moments before (and a build it caught in flight settled, as after Close).
+func TestStateAutosave(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := newEnv(t, Config{StateFile: path, StateSaveInterval: 50 * time.Millisecond})
+	id := e.createServer("kept")
+	e.waitStatus(id, "ACTIVE")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), id) && strings.Contains(string(b), `"vm_state": "active"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the state file has no active server %s after 5 s of 50 ms autosaves: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// No Close: the first simulator is "killed"; a second one opens the file.
+	s2, err := Open(Config{StateFile: path, StateSaveInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	found := false
+	for _, srv := range s2.Inventory().Servers {
+		found = found || (srv.ID == id && srv.Status == "ACTIVE")
+	}
+	if !found {
+		t.Fatalf("server %s not restored from the autosaved file: %+v", id, s2.Inventory().Servers)
+	}
+}
