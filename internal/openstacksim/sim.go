@@ -86,7 +86,8 @@ type Config struct {
 
 	// StateFile, when set, keeps the cloud between runs: Open restores the
 	// servers, ports, floating IPs, networks' allocations and keypairs from
-	// it when it exists, and Close writes them to it (see state.go). Empty:
+	// it when it exists, and saves them to it while running (see
+	// StateSaveInterval) and at Close (see state.go). Empty:
 	// the state lives in memory only.
 	StateFile string
 	// StateSaveInterval is how often the state is also saved while the
