@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/itest"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
@@ -43,16 +44,7 @@ func BenchmarkRouter(b *testing.B) {
 	fill := func(b *testing.B, n int) string {
 		b.Helper()
 		topic := "bench-" + uuid.NewString()[:8] + ".notifications.info"
-		ctx := context.Background()
-		if err := devstack.CreateTopics(ctx, ends.Kafka, []devstack.TopicSpec{{Name: topic, Partitions: 3}}, nil); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if admin, err := sarama.NewClusterAdmin(ends.Kafka, kafka.Config("bench-cleanup")); err == nil {
-				_ = admin.DeleteTopic(topic)
-				admin.Close()
-			}
-		})
+		itest.OwnTopics(b, ends.Kafka, devstack.TopicSpec{Name: topic, Partitions: 3})
 		p, err := sarama.NewSyncProducer(ends.Kafka, kafka.ProducerConfig("bench"))
 		if err != nil {
 			b.Fatal(err)
@@ -164,9 +156,7 @@ func BenchmarkCommitOffset(b *testing.B) {
 	}
 	defer kc.Close()
 	topic := "bench-" + uuid.NewString()[:8] + ".commits"
-	if err := devstack.CreateTopics(context.Background(), ends.Kafka, []devstack.TopicSpec{{Name: topic, Partitions: 1}}, nil); err != nil {
-		b.Fatal(err)
-	}
+	itest.OwnTopics(b, ends.Kafka, devstack.TopicSpec{Name: topic, Partitions: 1})
 	group := "bench-commit-" + uuid.NewString()[:8]
 	b.ResetTimer()
 	for i := range b.N {

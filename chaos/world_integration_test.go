@@ -111,14 +111,7 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 
 	// The test's own requests topic: nobody else's requests reach its
 	// bridges, and its requests reach no one else's.
-	must(t, devstack.CreateTopics(ctx, ends.Kafka, []devstack.TopicSpec{{Name: w.topic, Partitions: partitions}}, nil))
-	t.Cleanup(func() {
-		admin, err := sarama.NewClusterAdmin(ends.Kafka, kafka.Config("chaos-cleanup"))
-		if err == nil {
-			_ = admin.DeleteTopic(w.topic)
-			admin.Close()
-		}
-	})
+	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: w.topic, Partitions: partitions})
 	eventually(t, 30*time.Second, "topic "+w.topic+" has its partitions", func() error {
 		if err := w.kafka.RefreshMetadata(w.topic); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloudservers/cloudservers/internal/devstack"
+	"github.com/cloudservers/cloudservers/internal/itest"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
@@ -27,9 +28,7 @@ func TestStatusLagSkipsTransactionMarkers(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	run := uuid.NewString()[:8]
 	topic, group := "status-"+run+".requests", "status-bridge-"+run
-	if err := devstack.CreateTopics(ctx, ends.Kafka, []devstack.TopicSpec{{Name: topic, Partitions: 2}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: topic, Partitions: 2})
 	pool, err := kafka.ConnectTxnPool(ctx, ends.Kafka, "status-"+run, "status-"+run, 1, log)
 	if err != nil {
 		t.Fatal(err)

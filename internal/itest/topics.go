@@ -41,10 +41,18 @@ func OwnNotificationTopics(t testing.TB, brokers []string, prefix string) Notifi
 	for _, name := range n.Topics() {
 		specs = append(specs, devstack.TopicSpec{Name: name, Partitions: 3, Config: map[string]string{"retention.ms": "3600000"}})
 	}
+	OwnTopics(t, brokers, specs...)
+	return n
+}
+
+// OwnTopics creates topics of the test's own (named so that no other test
+// uses them) and deletes them when the test ends.
+func OwnTopics(t testing.TB, brokers []string, specs ...devstack.TopicSpec) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := devstack.CreateTopics(ctx, brokers, specs, nil); err != nil {
-		t.Fatalf("create the test's notification topics: %v", err)
+		t.Fatalf("create the test's topics: %v", err)
 	}
 	t.Cleanup(func() {
 		admin, err := sarama.NewClusterAdmin(brokers, kafka.Config("itest-cleanup"))
@@ -52,9 +60,8 @@ func OwnNotificationTopics(t testing.TB, brokers []string, prefix string) Notifi
 			return
 		}
 		defer admin.Close()
-		for _, name := range n.Topics() {
-			_ = admin.DeleteTopic(name)
+		for _, s := range specs {
+			_ = admin.DeleteTopic(s.Name)
 		}
 	})
-	return n
 }
