@@ -25,6 +25,10 @@ const (
 	TopicIdempotency = "cloudservers.idempotency"
 	// TopicSSHKeys holds customers' SSH public keys, keyed by key ID.
 	TopicSSHKeys = "cloudservers.sshkeys"
+	// TopicInstances maps Nova instances to servers (InstanceRecord),
+	// keyed by instance UUID: the notification router reads it to route
+	// the notifications that carry only an instance's UUID.
+	TopicInstances = "cloudservers.instances"
 )
 
 // StateTopics are the compacted topics the API materializes.
@@ -159,6 +163,16 @@ type Operation struct {
 // notification router recognises our instances by this prefix: it is the
 // display_name every Nova notification carries.
 func NovaServerName(serverID string) string { return NovaNamePrefix + serverID }
+
+// InstanceRecord says which server a Nova instance belongs to. The create
+// saga's CreateNovaServer publishes it as soon as Nova has answered, before
+// the instance can have notified about anything that carries only its UUID.
+type InstanceRecord struct {
+	InstanceID string    `json:"instance_id"`
+	ServerID   string    `json:"server_id"`
+	CustomerID string    `json:"customer_id"`
+	At         time.Time `json:"at"`
+}
 
 // NovaNamePrefix marks Nova instances (and ports) created by this system.
 const NovaNamePrefix = "cs-"

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,12 @@ func (r *recorder) Send(_ context.Context, topic string, key, _ []byte) error {
 
 func newActivities(t *testing.T, cfg openstacksim.Config) (*activities.Activities, *openstacksim.Sim) {
 	t.Helper()
+	a, sim, _ := newRecordedActivities(t, cfg)
+	return a, sim
+}
+
+func newRecordedActivities(t *testing.T, cfg openstacksim.Config) (*activities.Activities, *openstacksim.Sim, *recorder) {
+	t.Helper()
 	sim := openstacksim.New(cfg)
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(func() { srv.Close(); sim.Close() })
@@ -36,13 +43,14 @@ func newActivities(t *testing.T, cfg openstacksim.Config) (*activities.Activitie
 	if err != nil {
 		t.Fatal(err)
 	}
-	return activities.New(clients, cloudservers.DefaultCatalog(), &recorder{}), sim
+	rec := &recorder{}
+	return activities.New(clients, cloudservers.DefaultCatalog(), rec), sim, rec
 }
 
 // A retried create finds what the first attempt made: one port, one
 // server, one floating IP, however often the activity runs.
 func TestCreatesAreIdempotent(t *testing.T) {
-	a, sim := newActivities(t, openstacksim.Config{})
+	a, sim, rec := newRecordedActivities(t, openstacksim.Config{})
 	ctx := context.Background()
 	var ports []activities.Port
 	for range 3 {
@@ -65,6 +73,12 @@ func TestCreatesAreIdempotent(t *testing.T) {
 	}
 	if actions[0].InstanceID == "" || actions[0].RequestID == "" || actions[1].InstanceID != actions[0].InstanceID {
 		t.Fatalf("servers: %+v", actions)
+	}
+	// Each attempt (re)publishes which server the instance belongs to,
+	// for the notifications that carry only its UUID.
+	mapping := cloudservers.TopicInstances + "/" + actions[0].InstanceID
+	if want := []string{mapping, mapping}; !slices.Equal(rec.sent, want) {
+		t.Fatalf("published %v, want %v", rec.sent, want)
 	}
 	var fips []activities.FloatingIP
 	for range 2 {

@@ -56,7 +56,9 @@ func (a *Activities) CreateNovaServer(ctx context.Context, in CreateNovaServerIn
 	if existing, err := a.findNovaServer(ctx, name); err != nil {
 		return NovaAction{}, err
 	} else if existing != "" {
-		return NovaAction{InstanceID: existing}, nil
+		// An earlier attempt created it; its mapping may not have been
+		// published (the attempt died in between): publish it again.
+		return NovaAction{InstanceID: existing}, a.publishInstance(ctx, existing, in.ServerID, in.CustomerID)
 	}
 	flavorID, err := a.flavorID(ctx, in.Size)
 	if err != nil {
@@ -85,6 +87,13 @@ func (a *Activities) CreateNovaServer(ctx context.Context, in CreateNovaServerIn
 	s, err := r.Extract()
 	if err != nil {
 		return NovaAction{}, classify(fmt.Sprintf("create Nova server %s for server %s", name, in.ServerID), err)
+	}
+	// Nova notifies as it builds; most notifications carry the name and
+	// metadata, but some (compute_task.build_instances.error) only the
+	// UUID, which the router maps through this record. A failed publish
+	// fails the attempt; the retry finds the instance and publishes again.
+	if err := a.publishInstance(ctx, s.ID, in.ServerID, in.CustomerID); err != nil {
+		return NovaAction{}, err
 	}
 	return NovaAction{InstanceID: s.ID, RequestID: requestID(r.Header)}, nil
 }

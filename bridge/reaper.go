@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -98,31 +96,16 @@ func (r *Reaper) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	view := newServerView()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	parts, err := r.Kafka.Partitions(cloudservers.TopicServers)
-	if err != nil {
-		return fmt.Errorf("partitions of %s: %w", cloudservers.TopicServers, err)
-	}
-	for _, p := range parts {
-		pc, err := r.Consumer.ConsumePartition(cloudservers.TopicServers, p, sarama.OffsetOldest)
-		if err != nil {
-			cancel()
-			return fmt.Errorf("consume %s/%d: %w", cloudservers.TopicServers, p, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer pc.Close()
-			view.consume(ctx, pc, log)
-		}()
-	}
+	table := &kafka.Table{Client: r.Kafka, Consumer: r.Consumer, Topics: []string{cloudservers.TopicServers}, Apply: func(msg *sarama.ConsumerMessage) { view.apply(msg, log) }, Log: log}
+	tableDone := make(chan error, 1)
+	go func() { tableDone <- table.Run(ctx) }()
+	defer func() { cancel(); <-tableDone }()
 
 	w := sdkworker.New(r.Temporal, r.LivenessQueue(), sdkworker.Options{})
 	w.RegisterActivityWithOptions(func(ctx context.Context, ids []string) ([]string, error) {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := view.sync(sctx, r.Kafka); err != nil {
+		if err := table.Sync(sctx); err != nil {
 			return nil, fmt.Errorf("the reaper's view of %s is not up to date: %w", cloudservers.TopicServers, err)
 		}
 		return view.live(ids), nil
@@ -133,7 +116,7 @@ func (r *Reaper) Run(ctx context.Context) error {
 	defer w.Stop()
 
 	for {
-		if err := view.sync(ctx, r.Kafka); err != nil {
+		if err := table.Sync(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -198,51 +181,21 @@ func (r *Reaper) reap(ctx context.Context) {
 }
 
 // serverView is the reaper's read model of the servers topic: the latest
-// status of every server, and how far each partition has been read.
+// status of every server (a kafka.Table applies the records).
 type serverView struct {
-	mu      sync.Mutex
-	changed *sync.Cond
-	status  map[string]cloudservers.ServerStatus
-	next    map[int32]int64
+	mu     sync.Mutex
+	status map[string]cloudservers.ServerStatus
 }
 
 func newServerView() *serverView {
-	v := &serverView{status: map[string]cloudservers.ServerStatus{}, next: map[int32]int64{}}
-	v.changed = sync.NewCond(&v.mu)
-	return v
-}
-
-func (v *serverView) consume(ctx context.Context, pc sarama.PartitionConsumer, log *slog.Logger) {
-	stop := context.AfterFunc(ctx, func() {
-		v.mu.Lock()
-		v.changed.Broadcast()
-		v.mu.Unlock()
-	})
-	defer stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err, ok := <-pc.Errors():
-			if ok {
-				log.Warn("servers topic read error", "partition", err.Partition, "error", err.Err)
-			}
-		case msg, ok := <-pc.Messages():
-			if !ok {
-				return
-			}
-			v.apply(msg, log)
-		}
-	}
+	return &serverView{status: map[string]cloudservers.ServerStatus{}}
 }
 
 func (v *serverView) apply(msg *sarama.ConsumerMessage, log *slog.Logger) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	defer v.changed.Broadcast()
-	v.next[msg.Partition] = msg.Offset + 1
 	if msg.Value == nil { // a tombstone: the server is gone
+		v.mu.Lock()
 		delete(v.status, string(msg.Key))
+		v.mu.Unlock()
 		return
 	}
 	var s cloudservers.Server
@@ -250,86 +203,9 @@ func (v *serverView) apply(msg *sarama.ConsumerMessage, log *slog.Logger) {
 		log.Warn("servers topic: record skipped", "partition", msg.Partition, "offset", msg.Offset, "error", err)
 		return
 	}
+	v.mu.Lock()
 	v.status[s.ID] = s.Status
-}
-
-// sync waits until every partition has been read up to its end as of now.
-// The end may be offsets a read_committed consumer never delivers: the
-// commit marker of the API's last transaction, or records of an aborted
-// one. When a partition makes no progress for a moment, kafka.Scan tells
-// those apart from a record still on its way (or a transaction still open,
-// which is waited for).
-func (v *serverView) sync(ctx context.Context, kc sarama.Client) error {
-	parts, err := kc.Partitions(cloudservers.TopicServers)
-	if err != nil {
-		return err
-	}
-	ends := map[int32]int64{}
-	for _, p := range parts {
-		end, err := kc.GetOffset(cloudservers.TopicServers, p, sarama.OffsetNewest)
-		if err != nil {
-			return fmt.Errorf("end of %s/%d: %w", cloudservers.TopicServers, p, err)
-		}
-		ends[p] = end
-	}
-	quiet := 20 * time.Millisecond
-	for {
-		v.mu.Lock()
-		behind := map[int32]int64{} // partition -> next offset to read
-		for p, end := range ends {
-			if v.next[p] < end {
-				behind[p] = v.next[p]
-			}
-		}
-		if len(behind) == 0 {
-			v.mu.Unlock()
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			v.mu.Unlock()
-			return fmt.Errorf("%w: %s", err, describeBehind(behind, ends))
-		}
-		// Wait for a record, or for a quiet moment.
-		wctx, cancel := context.WithTimeout(ctx, quiet)
-		stop := context.AfterFunc(wctx, func() {
-			v.mu.Lock()
-			v.changed.Broadcast()
-			v.mu.Unlock()
-		})
-		v.changed.Wait()
-		progressed := false
-		for p, was := range behind {
-			progressed = progressed || v.next[p] != was
-		}
-		v.mu.Unlock()
-		stop()
-		cancel()
-		if progressed {
-			quiet = 20 * time.Millisecond
-			continue
-		}
-		for p, from := range behind {
-			pos, err := kafka.Scan(kc, cloudservers.TopicServers, p, from, ends[p])
-			if err != nil || pos != kafka.CaughtUp {
-				continue // a record on its way, or an open transaction: wait
-			}
-			v.mu.Lock()
-			if v.next[p] == from {
-				v.next[p] = ends[p]
-			}
-			v.mu.Unlock()
-		}
-		quiet = min(2*quiet, 500*time.Millisecond)
-	}
-}
-
-func describeBehind(behind, ends map[int32]int64) string {
-	var parts []string
-	for p, next := range behind {
-		parts = append(parts, fmt.Sprintf("partition %d read up to %d of %d", p, next, ends[p]))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
+	v.mu.Unlock()
 }
 
 // live returns the IDs among ids whose latest record is not deleted.

@@ -46,7 +46,7 @@ func Topics(requestPartitions int) []TopicSpec {
 			"retention.ms":   "2592000000", // 30 days
 		}},
 	}
-	for _, n := range append(append([]string{}, cloudservers.StateTopics...), cloudservers.TopicSSHKeys) {
+	for _, n := range append(append([]string{}, cloudservers.StateTopics...), cloudservers.TopicSSHKeys, cloudservers.TopicInstances) {
 		cfg := compacted
 		if n == cloudservers.TopicIdempotency {
 			// Idempotency records matter for a day (the key TTL); keep
