@@ -38,7 +38,7 @@ func validRequest() map[string]any {
 	}
 }
 
-func encode(t *testing.T, v any) []byte {
+func encode(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
@@ -277,9 +277,9 @@ func TestRequestsHandle(t *testing.T) {
 }
 
 func TestRouterDeadLettersMalformedNotifications(t *testing.T) {
-	tc, dl := &fakeTemporal{}, &fakeDeadLetters{}
+	tc, dl := &fakeSignals{}, &fakeDeadLetters{}
 	var log bytes.Buffer
-	r := &Router{Temporal: tc, DeadLetters: dl, Log: logTo(&log), Stats: &Stats{}}
+	r := &Router{Signals: tc, DeadLetters: dl, Log: logTo(&log), Stats: &Stats{}}
 	msg := &sarama.ConsumerMessage{Topic: "notifications.info", Partition: 2, Offset: 5, Value: []byte("not a notification")}
 	require.NoError(t, r.handle(context.Background(), msg))
 	require.Len(t, dl.sent, 1)
@@ -289,7 +289,7 @@ func TestRouterDeadLettersMalformedNotifications(t *testing.T) {
 	assert.Equal(t, int64(5), rec.Offset)
 	assert.Equal(t, int64(1), r.Stats.DeadLetters.Load())
 	assert.Contains(t, log.String(), "topic=notifications.info partition=2 offset=5")
-	assert.Empty(t, tc.signals)
+	assert.Empty(t, tc.sent)
 }
 
 func TestProcessFinishesTheMessageInHand(t *testing.T) {

@@ -62,25 +62,17 @@ func TestServerViewSyncsPastTransactionMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer consumer.Close()
-	parts, err := kc.Partitions(cloudservers.TopicServers)
-	if err != nil {
-		t.Fatal(err)
-	}
 	v := newServerView()
+	table := &kafka.Table{Client: kc, Consumer: consumer, Topics: []string{cloudservers.TopicServers},
+		Apply: func(msg *sarama.ConsumerMessage) { v.apply(msg, log) }, Log: log}
 	cctx, stop := context.WithCancel(ctx)
-	defer stop()
-	for _, p := range parts {
-		pc, err := consumer.ConsumePartition(cloudservers.TopicServers, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		go v.consume(cctx, pc, log)
-	}
+	done := make(chan error, 1)
+	go func() { done <- table.Run(cctx) }()
+	defer func() { stop(); <-done }()
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	began := time.Now()
-	if err := v.sync(sctx, kc); err != nil {
+	if err := table.Sync(sctx); err != nil {
 		t.Fatalf("sync: %v", err)
 	}
 	t.Logf("synced in %s", time.Since(began).Round(time.Millisecond))

@@ -12,10 +12,11 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
-	lru "github.com/hashicorp/golang-lru/v2"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/grpc"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/notification"
@@ -29,14 +30,23 @@ const RouterGroup = "cloudservers-router"
 // after the old one died without its last commit.
 const DefaultRouterCommitEvery = 500 * time.Millisecond
 
-// Router turns OpenStack notifications into signals to server lifecycles.
+// Router turns OpenStack notifications into signals to the operations
+// waiting for them.
 type Router struct {
 	// Kafka carries the offset commits; Consumer (on a client of its own)
 	// fetches the notification topics.
 	Kafka    sarama.Client
 	Consumer sarama.Consumer
 
-	Temporal    Temporal
+	// Signals delivers signals (client.Client's WorkflowService()) in
+	// Namespace.
+	Signals   Signaller
+	Namespace string
+	// Routes tells which operation runs on a server and which server an
+	// instance belongs to; its Run must be running while the router
+	// routes.
+	Routes *Routes
+
 	DeadLetters DeadLetters
 	Log         *slog.Logger
 	Stats       *Stats
@@ -46,18 +56,14 @@ type Router struct {
 	// CommitEvery is how often the offsets of the notifications handled
 	// are committed; default DefaultRouterCommitEvery.
 	CommitEvery time.Duration
-	// Visibility finds the server of an instance in Temporal (by the
-	// NovaInstanceId search attribute) for notifications that carry only
-	// the instance's UUID; nil disables that fallback.
-	Visibility Visibility
-
-	once      sync.Once
-	instances *lru.Cache[string, string] // Nova instance UUID -> server ID
 }
 
-// Visibility is the part of the Temporal client that lists workflows.
-type Visibility interface {
-	ListWorkflow(ctx context.Context, request *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
+// Signaller is the part of Temporal's workflow service the router uses: a
+// signal with a request ID of the router's choosing, by which Temporal
+// drops a second delivery of the same fact (the versioned and legacy copies
+// of one Nova event, a notification redelivered after a takeover).
+type Signaller interface {
+	SignalWorkflowExecution(ctx context.Context, in *workflowservice.SignalWorkflowExecutionRequest, opts ...grpc.CallOption) (*workflowservice.SignalWorkflowExecutionResponse, error)
 }
 
 // Run consumes every partition of the notification topics until ctx ends,
@@ -116,77 +122,89 @@ func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 		r.Stats.DeadLetters.Add(1)
 		return nil
 	}
-	serverID, ok := r.serverOf(ctx, ev)
+	// What no saga waits for costs nothing more: most of the stream
+	// (.start events, instance.update chatter, audits) ends here.
+	if !workflows.Routed(ev.EventType, ev.State) {
+		r.Stats.Skipped.Add(1)
+		return nil
+	}
+	serverID, ok, err := r.serverOf(ctx, ev, msg.Timestamp)
+	if err != nil {
+		return err // the topics cannot be read: retried, never dropped
+	}
 	if !ok {
 		r.Stats.Skipped.Add(1)
 		return nil
 	}
-	err = r.Temporal.SignalWorkflow(ctx, workflows.ServerWorkflowID(serverID), "", workflows.SignalNovaEvent, ev)
-	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		// The lifecycle has ended (server deleted long ago): nothing waits.
+	opID, ok, err := r.Routes.Operation(ctx, serverID, msg.Timestamp)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Nothing runs on the server: the event is of a past action (or
+		// of one Nova made by itself), and no saga waits for it.
 		r.Stats.Skipped.Add(1)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("signal %s of server %s: %w", ev.EventType, serverID, err)
+	if err := r.signal(ctx, workflows.OperationWorkflowID(opID), ev); err != nil {
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			// The operation has just ended: nothing waits any more.
+			r.Stats.Skipped.Add(1)
+			return nil
+		}
+		return fmt.Errorf("signal %s of server %s to operation %s: %w", ev.EventType, serverID, opID, err)
 	}
 	r.Stats.Delivered.Add(1)
-	r.Log.Debug("routed", "event", ev.EventType, "server", serverID, "instance", ev.InstanceID)
+	r.Log.Debug("routed", "event", ev.EventType, "format", ev.Format, "server", serverID, "operation", opID, "instance", ev.InstanceID)
 	return nil
 }
 
-// serverOf finds the server of a notification. Most carry the instance's
-// name or metadata; some (compute_task.build_instances.error, which tells
-// why a build found no host) carry only the instance UUID. Those are
-// resolved from the instances seen before, then from Temporal, where the
-// create saga records the NovaInstanceId as soon as Nova answers.
-func (r *Router) serverOf(ctx context.Context, ev notification.Event) (string, bool) {
-	r.once.Do(func() { r.instances, _ = lru.New[string, string](100_000) })
-	if id, ok := ServerOf(ev); ok {
-		if ev.InstanceID != "" {
-			r.instances.Add(ev.InstanceID, id)
-		}
-		return id, true
-	}
-	if ev.InstanceID == "" {
-		return "", false
-	}
-	if id, ok := r.instances.Get(ev.InstanceID); ok {
-		return id, true
-	}
-	if r.Visibility == nil {
-		return "", false
-	}
-	id, err := r.lookupInstance(ctx, ev.InstanceID)
+// signal delivers ev to the workflow with a request ID derived from the
+// event's identity, the same for its versioned and legacy copies: Temporal
+// records the first and drops the second, so one Nova event costs one
+// signal in a cloud that sends both formats, and still arrives in a cloud
+// that sends one.
+func (r *Router) signal(ctx context.Context, workflowID string, ev notification.Event) error {
+	input, err := converter.GetDefaultDataConverter().ToPayloads(ev)
 	if err != nil {
-		r.Log.Warn("cannot look up the server of an instance", "instance", ev.InstanceID, "event", ev.EventType, "error", err)
-		return "", false
+		return err
 	}
-	if id == "" {
-		return "", false
-	}
-	r.instances.Add(ev.InstanceID, id)
-	return id, true
+	_, err = r.Signals.SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace:         r.Namespace,
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: workflowID},
+		SignalName:        workflows.SignalNovaEvent,
+		Input:             input,
+		Identity:          "cloudservers-router",
+		RequestId:         SignalRequestID(workflowID, ev),
+	})
+	return err
 }
 
-func (r *Router) lookupInstance(ctx context.Context, instanceID string) (string, error) {
-	if _, err := uuid.Parse(instanceID); err != nil {
-		return "", nil // not a Nova UUID: not ours, and not safe to put in a query
+// SignalRequestID names one Nova event for one workflow: what its versioned
+// and legacy copies share (the instance, the normalised event type, the
+// request ID of the API call behind it, the state it led to and the
+// exception of its fault). Two different events of one request differ in
+// type, state or exception.
+func SignalRequestID(workflowID string, ev notification.Event) string {
+	key := strings.Join([]string{workflowID, ev.InstanceID, ev.EventType, ev.RequestID, ev.State, ev.FaultException}, "\x00")
+	return uuid.NewSHA1(signalNamespace, []byte(key)).String()
+}
+
+var signalNamespace = uuid.MustParse("5b0c7e0e-4f3a-4c57-9d65-2f1c0a8d6c11")
+
+// serverOf finds the server of a notification. Most carry the instance's
+// name or metadata: those that carry neither mark are of other tenants'
+// instances (a shared cloud's other users, its operators' own) and are
+// decided without any lookup. A few (compute_task.build_instances.error,
+// which tells why a build found no host) carry only the instance UUID:
+// those are mapped through the instances topic.
+func (r *Router) serverOf(ctx context.Context, ev notification.Event, at time.Time) (string, bool, error) {
+	if id, ok := ServerOf(ev); ok {
+		return id, true, nil
 	}
-	resp, err := r.Visibility.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query:    fmt.Sprintf("NovaInstanceId = '%s'", instanceID),
-		PageSize: 1,
-	})
-	if err != nil {
-		return "", err
+	if ev.DisplayName != "" || len(ev.Metadata) > 0 || ev.InstanceID == "" {
+		return "", false, nil
 	}
-	for _, e := range resp.GetExecutions() {
-		p := e.GetSearchAttributes().GetIndexedFields()["ServerId"]
-		var id string
-		if p != nil && converter.GetDefaultDataConverter().FromPayload(p, &id) == nil && id != "" {
-			return id, nil
-		}
-	}
-	return "", nil
+	return r.Routes.Server(ctx, ev.InstanceID, at)
 }

@@ -13,7 +13,10 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
-	"go.temporal.io/sdk/client"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/grpc"
+
+	"github.com/cloudservers/cloudservers"
 
 	"github.com/cloudservers/cloudservers/internal/devstack"
 	"github.com/cloudservers/cloudservers/internal/itest"
@@ -35,7 +38,8 @@ func BenchmarkRouter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	value := bytes.ReplaceAll(raw, []byte(`display_name\": \"cap-vm\"`), []byte(`display_name\": \"cs-`+uuid.NewString()+`\"`))
+	server := uuid.NewString()
+	value := bytes.ReplaceAll(raw, []byte(`display_name\": \"cap-vm\"`), []byte(`display_name\": \"cs-`+server+`\"`))
 	if bytes.Equal(value, raw) {
 		b.Fatal("the capture has no display_name to rewrite")
 	}
@@ -118,7 +122,8 @@ func BenchmarkRouter(b *testing.B) {
 		kc, c := client(b)
 		stats := &Stats{}
 		r := &Router{Kafka: kc, Consumer: c, Topics: []string{topic}, Group: "bench-router-" + uuid.NewString()[:8],
-			Temporal: acceptAll{}, Log: logTo(io.Discard), Stats: stats, Fresh: FreshAtOldest}
+			Signals: acceptAll{}, Routes: testRoutes(b, serverRecord(b, cloudservers.Server{ID: server, OperationID: "op-bench"})),
+			Log: logTo(io.Discard), Stats: stats, Fresh: FreshAtOldest}
 		ctx, cancel := context.WithCancel(context.Background())
 		stopped := make(chan error, 1)
 		b.ResetTimer()
@@ -140,11 +145,9 @@ func BenchmarkRouter(b *testing.B) {
 // acceptAll is a Temporal that takes every signal at once.
 type acceptAll struct{}
 
-func (acceptAll) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
-	return nil, nil
+func (acceptAll) SignalWorkflowExecution(context.Context, *workflowservice.SignalWorkflowExecutionRequest, ...grpc.CallOption) (*workflowservice.SignalWorkflowExecutionResponse, error) {
+	return &workflowservice.SignalWorkflowExecutionResponse{}, nil
 }
-
-func (acceptAll) SignalWorkflow(context.Context, string, string, string, any) error { return nil }
 
 // BenchmarkCommitOffset measures one synchronous offset commit to the group
 // coordinator, what the requests consumer pays after each request.

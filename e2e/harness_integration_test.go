@@ -168,12 +168,18 @@ func startSystem(t *testing.T, opt options) *system {
 	step("consumer groups positioned")
 	s.requests = &bridge.Requests{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-requests-"+run, log), TaskQueue: s.taskQueue, Group: requestGroup,
 		Temporal: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}, EventTimeout: opt.eventTimeout}
-	var signals bridge.Temporal = s.temporal
+	var signals bridge.Signaller = s.temporal.WorkflowService()
 	if opt.dropEvents != nil {
-		signals = dropSignals{Temporal: s.temporal, drop: opt.dropEvents}
+		signals = dropSignals{Signaller: signals, drop: opt.dropEvents}
 	}
+	routes := &bridge.Routes{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-routes-"+run, log), Log: log}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = routes.Run(ctx)
+	}()
 	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup, Topics: notifs.Topics(),
-		Temporal: signals, Visibility: s.temporal, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
+		Signals: signals, Namespace: ends.TemporalNamespace, Routes: routes, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
 	// Two bridge processes share the partitions through ZooKeeper.
 	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/grpc"
 
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/notification"
@@ -193,13 +195,14 @@ func writeTraces(t *testing.T, traces []opTrace) {
 // notifications drop selects, as if they never reached Kafka: the same
 // loss on the simulator and on a real cloud.
 type dropSignals struct {
-	bridge.Temporal
+	bridge.Signaller
 	drop func(notification.Event) bool
 }
 
-func (d dropSignals) SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error {
-	if ev, ok := arg.(notification.Event); ok && signalName == workflows.SignalNovaEvent && d.drop(ev) {
-		return nil
+func (d dropSignals) SignalWorkflowExecution(ctx context.Context, in *workflowservice.SignalWorkflowExecutionRequest, opts ...grpc.CallOption) (*workflowservice.SignalWorkflowExecutionResponse, error) {
+	var ev notification.Event
+	if in.SignalName == workflows.SignalNovaEvent && converter.GetDefaultDataConverter().FromPayloads(in.Input, &ev) == nil && d.drop(ev) {
+		return &workflowservice.SignalWorkflowExecutionResponse{}, nil
 	}
-	return d.Temporal.SignalWorkflow(ctx, workflowID, runID, signalName, arg)
+	return d.Signaller.SignalWorkflowExecution(ctx, in, opts...)
 }

@@ -8,7 +8,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/workflows"
@@ -17,11 +16,7 @@ import (
 // Register registers the lifecycle workflow, the reap workflow, every saga
 // of the registry and the activities with w.
 func Register(w sdkworker.Registry, a *activities.Activities) {
-	w.RegisterWorkflow(workflows.ServerWorkflow)
-	w.RegisterWorkflow(workflows.ReapWorkflow)
-	for _, d := range workflows.Registry() {
-		w.RegisterWorkflowWithOptions(d.Workflow, workflow.RegisterOptions{})
-	}
+	workflows.Register(w)
 	w.RegisterActivity(a)
 }
 

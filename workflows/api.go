@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/activities"
 )
 
 // TaskQueue is the one task queue the worker polls.
@@ -27,7 +28,8 @@ const (
 	// SignalRequest carries a cloudservers.Request to a server's lifecycle.
 	SignalRequest = "request"
 	// SignalNovaEvent carries a notification.Event about the server's Nova
-	// instance; the lifecycle forwards it to the running operation.
+	// instance. The router sends it to the running operation, op/<id>
+	// (lifecycles started before level 1 also took it and forwarded it).
 	SignalNovaEvent = "nova-event"
 )
 
@@ -54,6 +56,10 @@ type LifecycleInput struct {
 	// reconciliation read; zero means DefaultEventTimeout.
 	EventTimeout time.Duration `json:"event_timeout,omitempty"`
 
+	// Level is the workflow code level the run was started at (see
+	// CodeLevel); 0 before levels existed.
+	Level int `json:"level,omitempty"`
+
 	// Carried across continue-as-new.
 	Server *cloudservers.Server   `json:"server,omitempty"`
 	Queue  []cloudservers.Request `json:"queue,omitempty"`
@@ -69,6 +75,14 @@ type OperationInput struct {
 	Request      cloudservers.Request `json:"request"`
 	Server       cloudservers.Server  `json:"server"`
 	EventTimeout time.Duration        `json:"event_timeout"`
+	// Level is the workflow code level the lifecycle started the saga at.
+	Level int `json:"level,omitempty"`
+	// Started, when set, is the state the saga publishes before its first
+	// step: the server (with the operation's ID) and the operation as
+	// running. So both are in Kafka before the saga asks Nova for
+	// anything, and the router, which finds a server's running operation
+	// in the servers topic, can deliver the notifications straight to it.
+	Started *activities.State `json:"started,omitempty"`
 }
 
 // OperationResult is what every saga returns: the server as the operation

@@ -48,7 +48,7 @@ var publishOptions = workflow.ActivityOptions{
 // is deleted and nothing is queued.
 func ServerWorkflow(ctx workflow.Context, in LifecycleInput) error {
 	l := &lifecycle{in: in, server: in.Server, queue: in.Queue, seen: in.Seen}
-	return l.run(ctx)
+	return l.run(withLevel(ctx, in.Level))
 }
 
 type lifecycle struct {
@@ -57,6 +57,9 @@ type lifecycle struct {
 	queue   []cloudservers.Request
 	seen    []string
 	current *runningOp
+	// instanceAttr is the NovaInstanceId search attribute as this run
+	// last set it.
+	instanceAttr string
 }
 
 type runningOp struct {
@@ -195,6 +198,21 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 	}
 	before := l.server.Status
 	in := OperationInput{Request: req, Server: *l.server, EventTimeout: timeout}
+	// Since direct-notifications the saga publishes the server and the
+	// operation as running before its first step (so the router finds the
+	// operation before Nova can notify about it), and runs at this code's
+	// level.
+	direct := changed(ctx, "direct-notifications")
+	next := *l.server
+	next.Status, next.OperationID, next.Error = def.Running, op.ID, ""
+	if direct {
+		next.Version++
+		next.UpdatedAt = now
+		op.Version = op.UpdatedAt.UnixNano()
+		srv, o := next, op
+		in.Level = CodeLevel
+		in.Started = &activities.State{Server: &srv, Operation: &o}
+	}
 	f := workflow.ExecuteChildWorkflow(cctx, def.Workflow, in)
 	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		// op/<id> ran before: a duplicate older than our memory (or than
@@ -205,11 +223,11 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 		}
 		return
 	}
-	l.server.Status = def.Running
-	l.server.OperationID = op.ID
-	l.server.Error = ""
-	l.publishServer(ctx)
-	l.publishOperation(ctx, op)
+	*l.server = next
+	if !direct {
+		l.publishServer(ctx)
+		l.publishOperation(ctx, op)
+	}
 	l.current = &runningOp{req: req, def: def, op: op, before: before, future: f}
 }
 
@@ -249,11 +267,36 @@ func (l *lifecycle) finish(ctx workflow.Context, f workflow.Future) {
 			l.server.Status = cur.before
 		}
 	}
-	if l.server.NovaInstanceID != "" {
-		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrNovaInstanceID.ValueSet(l.server.NovaInstanceID))
+	if !changed(ctx, "direct-notifications") {
+		if l.server.NovaInstanceID != "" {
+			_ = workflow.UpsertTypedSearchAttributes(ctx, AttrNovaInstanceID.ValueSet(l.server.NovaInstanceID))
+		}
+		l.publishServer(ctx)
+		l.publishOperation(ctx, op)
+		return
 	}
-	l.publishServer(ctx)
-	l.publishOperation(ctx, op)
+	if id := l.server.NovaInstanceID; id != "" && id != l.instanceAttr {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrNovaInstanceID.ValueSet(id))
+		l.instanceAttr = id
+	}
+	l.server.Version++
+	l.server.UpdatedAt = now
+	op.Version = op.UpdatedAt.UnixNano()
+	srv := *l.server
+	if err := publishState(ctx, activities.State{Server: &srv, Operation: &op}); err != nil {
+		workflow.GetLogger(ctx).Error("publish the state of a finished operation", "operation", op.ID, "error", err)
+	}
+}
+
+// publishState publishes server and operation records as a local activity:
+// one marker in the history, no workflow task of its own.
+func publishState(ctx workflow.Context, st activities.State) error {
+	var a *activities.Activities
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: publishOptions.StartToCloseTimeout,
+		RetryPolicy:         publishOptions.RetryPolicy,
+	})
+	return workflow.ExecuteLocalActivity(lctx, a.PublishState, st).Get(ctx, nil)
 }
 
 // failureOf extracts the customer-facing message and the failed step from a
@@ -310,5 +353,7 @@ func (l *lifecycle) continueAsNew(ctx workflow.Context, requests, events workflo
 	}
 	next := l.in
 	next.Server, next.Queue, next.Seen = l.server, l.queue, l.seen
+	// The next run's history is this code's from its first event.
+	next.Level = CodeLevel
 	return workflow.NewContinueAsNewError(ctx, ServerWorkflow, next)
 }

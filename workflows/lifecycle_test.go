@@ -44,10 +44,7 @@ const runLimit = 6 * time.Hour
 
 func newLifecycle(t *testing.T) *lifecycleRun {
 	env := sagatest.NewEnv()
-	env.RegisterWorkflow(workflows.ServerWorkflow)
-	for _, d := range workflows.Registry() {
-		env.RegisterWorkflow(d.Workflow)
-	}
+	workflows.Register(env)
 	r := &lifecycleRun{env: env, cloud: sagatest.NewEnvCloud(env), start: env.Now()}
 	env.SetWorkflowRunTimeout(runLimit)
 	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
@@ -379,7 +376,7 @@ func TestLifecycleContinuesAsNew(t *testing.T) {
 		late := request("op-late", cloudservers.OpPowerOff, nil)
 		var once sync.Once
 		r.cloud.OnCall(func(c sagatest.Call) {
-			if op, ok := c.Arg.(cloudservers.Operation); ok && op.Status == cloudservers.OperationSucceeded {
+			if st, ok := c.Arg.(activities.State); ok && st.Operation != nil && st.Operation.Status == cloudservers.OperationSucceeded {
 				once.Do(func() { r.env.SignalWorkflow(workflows.SignalRequest, late) })
 			}
 		})

@@ -246,10 +246,7 @@ func newRecorder(t *testing.T, c client.Client, target func(string) string) *rec
 	d := &sagatest.ClientDeliverer{Client: c, Target: target, Scale: 0.1}
 	cloud := sagatest.NewCloud(d)
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
-	w.RegisterWorkflow(workflows.ServerWorkflow)
-	for _, def := range workflows.Registry() {
-		w.RegisterWorkflow(def.Workflow)
-	}
+	workflows.Register(w)
 	cloud.Register(w)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)

@@ -4,6 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers"
 )
@@ -23,19 +29,96 @@ type SagaDef struct {
 	// Validate checks a request's parameters against the catalogue; nil
 	// when the operation takes none.
 	Validate func(params json.RawMessage, catalog cloudservers.Catalog) error
+	// Awaits lists the Nova event types the saga's waits (Await) end on,
+	// its compensations' included: the router delivers those, and no
+	// others, to a running operation (see Routed). An Await for an event
+	// that no saga lists fails at once, so a missing entry shows in the
+	// saga's first test.
+	Awaits []string
 }
 
 // Registry lists every saga. Adding an operation is one file with its
 // workflow and one line here (see docs/writing-a-saga.md).
 func Registry() []SagaDef {
 	return []SagaDef{
-		{Operation: cloudservers.OpCreate, Workflow: CreateServerWorkflow, Running: cloudservers.StatusCreating, Validate: validateCreate},
-		{Operation: cloudservers.OpDelete, Workflow: DeleteServerWorkflow, Running: cloudservers.StatusDeleting, From: anyStatus},
-		{Operation: cloudservers.OpReboot, Workflow: RebootServerWorkflow, Running: cloudservers.StatusRebooting, From: running, Validate: validateReboot},
-		{Operation: cloudservers.OpPowerOff, Workflow: PowerOffServerWorkflow, Running: cloudservers.StatusStopping, From: running},
-		{Operation: cloudservers.OpPowerOn, Workflow: PowerOnServerWorkflow, Running: cloudservers.StatusStarting, From: stopped},
-		{Operation: cloudservers.OpResize, Workflow: ResizeServerWorkflow, Running: cloudservers.StatusResizing, From: activeOrOff, Validate: validateResize},
+		{Operation: cloudservers.OpCreate, Workflow: CreateServerWorkflow, Running: cloudservers.StatusCreating, Validate: validateCreate,
+			Awaits: []string{"instance.create.end", "instance.create.error", "compute_task.build_instances.error", "instance.delete.end", "instance.delete.error"}},
+		{Operation: cloudservers.OpDelete, Workflow: DeleteServerWorkflow, Running: cloudservers.StatusDeleting, From: anyStatus,
+			Awaits: []string{"instance.delete.end", "instance.delete.error"}},
+		{Operation: cloudservers.OpReboot, Workflow: RebootServerWorkflow, Running: cloudservers.StatusRebooting, From: running, Validate: validateReboot,
+			Awaits: []string{"instance.reboot.end", "instance.reboot.error"}},
+		{Operation: cloudservers.OpPowerOff, Workflow: PowerOffServerWorkflow, Running: cloudservers.StatusStopping, From: running,
+			Awaits: []string{"instance.power_off.end", "instance.power_off.error"}},
+		{Operation: cloudservers.OpPowerOn, Workflow: PowerOnServerWorkflow, Running: cloudservers.StatusStarting, From: stopped,
+			Awaits: []string{"instance.power_on.end", "instance.power_on.error"}},
+		{Operation: cloudservers.OpResize, Workflow: ResizeServerWorkflow, Running: cloudservers.StatusResizing, From: activeOrOff, Validate: validateResize,
+			Awaits: []string{"instance.resize_finish.end", "instance.resize.error", "instance.resize_prep.error", "instance.resize_finish.error",
+				"compute_task.migrate_server.error", "instance.resize_confirm.end", "instance.resize_confirm.error",
+				"instance.resize_revert.end", "instance.resize_revert.error"}},
 	}
+}
+
+// Routed reports whether the router delivers a notification to the
+// operation running on its server: the event types some saga awaits (the
+// registry's Awaits), and an instance.update to ERROR, which ends any wait.
+// The rest (.start events, instance.update chatter, instance.exists audits)
+// no saga uses, and costs no signal and no workflow task.
+func Routed(eventType, state string) bool {
+	if eventType == "instance.update" {
+		return state == "error"
+	}
+	for _, d := range Registry() {
+		if slices.Contains(d.Awaits, eventType) {
+			return true
+		}
+	}
+	return false
+}
+
+// sagaFunc is the signature of every saga.
+type sagaFunc = func(workflow.Context, OperationInput) (OperationResult, error)
+
+// Register registers, on a worker or a test environment, the lifecycle, the
+// reap workflow and every saga of the registry, each saga under its own
+// function's name (the name the lifecycle starts it by) and wrapped by
+// startSaga.
+func Register(r interface {
+	RegisterWorkflow(w any)
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}) {
+	r.RegisterWorkflow(ServerWorkflow)
+	r.RegisterWorkflow(ReapWorkflow)
+	for _, d := range Registry() {
+		fn, ok := d.Workflow.(sagaFunc)
+		if !ok {
+			panic(fmt.Sprintf("workflows: the saga of %s is a %T, want func(workflow.Context, OperationInput) (OperationResult, error)", d.Operation, d.Workflow))
+		}
+		r.RegisterWorkflowWithOptions(startSaga(fn), workflow.RegisterOptions{Name: functionName(d.Workflow)})
+	}
+}
+
+// startSaga runs a saga at the level its input carries, after publishing
+// the state the lifecycle left to it (OperationInput.Started).
+func startSaga(fn sagaFunc) sagaFunc {
+	return func(ctx workflow.Context, in OperationInput) (OperationResult, error) {
+		ctx = withLevel(ctx, in.Level)
+		if in.Started != nil {
+			if err := publishState(ctx, *in.Started); err != nil {
+				return OperationResult{}, err
+			}
+		}
+		return fn(ctx, in)
+	}
+}
+
+// functionName is the name the SDK registers and starts a workflow
+// function by: the last element of its qualified name.
+func functionName(fn any) string {
+	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
+	if i := strings.LastIndex(name, "."); i >= 0 {
+		name = name[i+1:]
+	}
+	return strings.TrimSuffix(name, "-fm")
 }
 
 var (

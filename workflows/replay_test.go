@@ -31,10 +31,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		name := filepath.Base(filepath.Dir(f)) + "/" + strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflow(workflows.ServerWorkflow)
-			for _, d := range workflows.Registry() {
-				r.RegisterWorkflow(d.Workflow)
-			}
+			workflows.Register(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(quietLogger(), f))
 		})
 	}

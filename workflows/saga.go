@@ -146,7 +146,7 @@ var compensationOptions = workflow.ActivityOptions{
 // been deleted, say).
 func WithActivityOptions(ctx workflow.Context) workflow.Context {
 	opts := activityOptions
-	if workflow.GetVersion(ctx, "wait-for-cancelled-activities", workflow.DefaultVersion, 1) == 1 {
+	if changed(ctx, "wait-for-cancelled-activities") {
 		opts.WaitForCancellation = true
 	}
 	return workflow.WithActivityOptions(ctx, opts)

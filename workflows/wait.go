@@ -43,6 +43,12 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 	if exp.Action.AlreadyDone {
 		return nil
 	}
+	for _, e := range slices.Concat(exp.Success, exp.Failure, exp.Provisional) {
+		if !Routed(e, "") {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"%s: no saga in the registry lists %s in its Awaits, so the router would never deliver it", exp.What, e), "UnroutedEvent", nil)
+		}
+	}
 	if timeout <= 0 {
 		timeout = DefaultEventTimeout
 	}
@@ -95,7 +101,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			continue
 		}
 		if slices.Contains(exp.Provisional, ev.EventType) &&
-			workflow.GetVersion(ctx, "provisional-build-errors", workflow.DefaultVersion, 1) == 1 {
+			changed(ctx, "provisional-build-errors") {
 			e := ev
 			provisional = &e
 			if failed != nil {
@@ -109,7 +115,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 			return nil
 		case slices.Contains(exp.Failure, ev.EventType):
 			if provisional == nil && len(exp.Provisional) > 0 &&
-				workflow.GetVersion(ctx, "failure-waits-for-build-error", workflow.DefaultVersion, 1) == 1 {
+				changed(ctx, "failure-waits-for-build-error") {
 				linger(ev)
 				continue
 			}
@@ -126,7 +132,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 						return exp.failure(ev, provisional)
 					}
 					// Histories from before the lingering failed at once.
-					if ev.Fault != "" || workflow.GetVersion(ctx, "error-update-waits-for-fault", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+					if ev.Fault != "" || !changed(ctx, "error-update-waits-for-fault") {
 						return exp.failure(ev, nil)
 					}
 					if failed == nil {
@@ -182,7 +188,7 @@ func (exp Expectation) matches(ev notification.Event) bool {
 // fault on the server, and one read shows it. A failed read leaves the
 // event as it was; the failure stands either way.
 func faultFromRead(ctx workflow.Context, exp Expectation, ev notification.Event) notification.Event {
-	if ev.Fault != "" || workflow.GetVersion(ctx, "fault-read-after-grace", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if ev.Fault != "" || !changed(ctx, "fault-read-after-grace") {
 		return ev
 	}
 	var a *activities.Activities

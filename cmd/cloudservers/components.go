@@ -265,7 +265,14 @@ func runBridge(ctx context.Context, args []string) error {
 	defer reaperConsumer.Close()
 	requests := &bridge.Requests{Kafka: kc, Consumer: reqConsumer, Topic: cfg.requestsTopic, TaskQueue: cfg.taskQueue, Group: cfg.requestGroup,
 		Temporal: tc, DeadLetters: dl, Log: log, Stats: &bridge.Stats{}, EventTimeout: cfg.eventTimeout}
-	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Topics: cfg.notifTopics, Temporal: tc, Visibility: tc,
+	routesConsumer, err := newConsumer(ctx, brokers, "cloudservers-bridge-"+id+"-routes", log)
+	if err != nil {
+		return err
+	}
+	defer routesConsumer.Close()
+	routes := &bridge.Routes{Kafka: kc, Consumer: routesConsumer, Log: log.With("service", "routes")}
+	router := &bridge.Router{Kafka: kc, Consumer: routerConsumer, Group: cfg.routerGroup, Topics: cfg.notifTopics,
+		Signals: tc.WorkflowService(), Namespace: cfg.namespace, Routes: routes,
 		DeadLetters: dl, Log: log.With("service", "router"), Stats: &bridge.Stats{}}
 	reaper := &bridge.Reaper{Temporal: tc, Kafka: kc, Consumer: reaperConsumer, TaskQueue: cfg.taskQueue,
 		Interval: cfg.reapInterval, GracePeriod: cfg.reapGrace, MaxOrphans: cfg.reapMax, DryRun: cfg.reapDryRun,
@@ -335,6 +342,9 @@ func runBridge(ctx context.Context, args []string) error {
 	case modeConsumerGroup:
 		run(func() error { return group.Run(ctx) })
 	}
+	// The routes are read in every process, so that a router taking over
+	// knows them at once.
+	run(func() error { return routes.Run(ctx) })
 	run(singleton("router", router.Run))
 	if cfg.reaper {
 		run(singleton("reaper", reaper.Run))

@@ -240,6 +240,7 @@ func (c *Cloud) Install(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.RevertResize, mock.Anything, mock.Anything).Return(c.RevertResize)
 	env.OnActivity(a.PublishServer, mock.Anything, mock.Anything).Return(c.PublishServer)
 	env.OnActivity(a.PublishOperation, mock.Anything, mock.Anything).Return(c.PublishOperation)
+	env.OnActivity(a.PublishState, mock.Anything, mock.Anything).Return(c.PublishState)
 }
 
 // Register registers the Cloud's methods on a real worker under the names
@@ -253,7 +254,7 @@ func (c *Cloud) Register(r worker.ActivityRegistry) {
 		"CreateNovaServer":  c.CreateNovaServer, "DeleteNovaServer": c.DeleteNovaServer, "GetNovaServer": c.GetNovaServer,
 		"RebootNovaServer": c.RebootNovaServer, "StopNovaServer": c.StopNovaServer, "StartNovaServer": c.StartNovaServer,
 		"ResizeNovaServer": c.ResizeNovaServer, "ConfirmResize": c.ConfirmResize, "RevertResize": c.RevertResize,
-		"PublishServer": c.PublishServer, "PublishOperation": c.PublishOperation,
+		"PublishServer": c.PublishServer, "PublishOperation": c.PublishOperation, "PublishState": c.PublishState,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -370,7 +371,7 @@ func (c *Cloud) Names(only ...string) []string {
 func (c *Cloud) OpenStackCalls() []string {
 	var out []string
 	for _, n := range c.Names() {
-		if n != "PublishServer" && n != "PublishOperation" {
+		if !isPublication(n) {
 			out = append(out, n)
 		}
 	}
@@ -392,7 +393,7 @@ func (c *Cloud) CallsAfterFailure() (names []string, ok bool) {
 	}
 	names = []string{}
 	for _, call := range c.calls[c.failedAt:] {
-		if call.Name != "PublishServer" && call.Name != "PublishOperation" {
+		if !isPublication(call.Name) {
 			names = append(names, call.Name)
 		}
 	}
@@ -644,6 +645,27 @@ func (c *Cloud) ConfirmResize(ctx context.Context, id string) (activities.NovaAc
 // RevertResize implements activities.Activities.RevertResize.
 func (c *Cloud) RevertResize(ctx context.Context, id string) (activities.NovaAction, error) {
 	return c.nova(ctx, "RevertResize", id, id)
+}
+
+func isPublication(activity string) bool {
+	return activity == "PublishServer" || activity == "PublishOperation" || activity == "PublishState"
+}
+
+// PublishState implements activities.Activities.PublishState: it records
+// the server and the operation as PublishServer and PublishOperation do.
+func (c *Cloud) PublishState(_ context.Context, st activities.State) error {
+	if err := c.call("PublishState", st); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.Server != nil {
+		c.servers = append(c.servers, *st.Server)
+	}
+	if st.Operation != nil {
+		c.ops = append(c.ops, *st.Operation)
+	}
+	return nil
 }
 
 // PublishServer implements activities.Activities.PublishServer.
