@@ -5,8 +5,8 @@
 //     (signal-with-start), committing the offset only after Temporal accepted
 //     it. The operation ID is the deduplication key: a message delivered
 //     twice has no second effect.
-//   - The notification router (a singleton) reads OpenStack's notification
-//     topics, decodes every supported format, finds the server each one is
+//   - The notification router reads OpenStack's notification topics (one
+//     partition per RoutePartition call, owned like a request partition), decodes every supported format, finds the server each one is
 //     about from what the notification itself carries (the Nova instance's
 //     display name cs-<server id> and its metadata) and signals that
 //     server's lifecycle.

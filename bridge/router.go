@@ -66,18 +66,14 @@ type Signaller interface {
 	SignalWorkflowExecution(ctx context.Context, in *workflowservice.SignalWorkflowExecutionRequest, opts ...grpc.CallOption) (*workflowservice.SignalWorkflowExecutionResponse, error)
 }
 
-// Run consumes every partition of the notification topics until ctx ends,
-// resuming from the committed offsets, so a router taking over from another
-// loses nothing.
+// Run routes every partition of the notification topics until ctx ends,
+// resuming from the committed offsets: one router for the whole cloud
+// (tests and benchmarks; the bridge routes per partition, RoutePartition).
 func (r *Router) Run(ctx context.Context) error {
-	topics := r.Topics
-	if len(topics) == 0 {
-		topics = cloudservers.NotificationTopics
-	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for _, topic := range topics {
+	for _, topic := range r.NotificationTopics() {
 		parts, err := r.Kafka.Partitions(topic)
 		if err != nil {
 			return fmt.Errorf("partitions of %s: %w", topic, err)
@@ -86,7 +82,7 @@ func (r *Router) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := consumePartition(ctx, r.Consumer, r.Kafka, cmp.Or(r.Group, RouterGroup), topic, p, "", r.Fresh, cmp.Or(r.CommitEvery, DefaultRouterCommitEvery), r.handle, r.Log); err != nil {
+				if err := r.RoutePartition(ctx, topic, p, ""); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -96,6 +92,26 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// NotificationTopics are the topics the router reads: Topics, or
+// cloudservers.NotificationTopics.
+func (r *Router) NotificationTopics() []string {
+	if len(r.Topics) == 0 {
+		return cloudservers.NotificationTopics
+	}
+	return r.Topics
+}
+
+// RoutePartition routes one partition of a notification topic until ctx
+// ends, from the router group's committed offset, so a router taking the
+// partition over from another loses nothing (and delivers at most
+// CommitEvery's worth again: harmless, a saga ignores a notification it
+// already had). meta (owner and fencing token of the tenure, as the
+// request consumer writes them) goes with every commit.
+func (r *Router) RoutePartition(ctx context.Context, topic string, partition int32, meta string) error {
+	return consumePartition(ctx, r.Consumer, r.Kafka, cmp.Or(r.Group, RouterGroup), topic, partition, meta, r.Fresh,
+		cmp.Or(r.CommitEvery, DefaultRouterCommitEvery), r.handle, r.Log)
 }
 
 // ServerOf returns the ID of the server a notification is about, from what

@@ -34,6 +34,9 @@ type Routes struct {
 	// SyncTimeout bounds the wait for the topics' ends on a miss; default
 	// 5 s.
 	SyncTimeout time.Duration
+	// ServersTopic and InstancesTopic default to cloudservers.TopicServers
+	// and cloudservers.TopicInstances (a benchmark has topics of its own).
+	ServersTopic, InstancesTopic string
 
 	once  sync.Once
 	table *kafka.Table
@@ -54,8 +57,10 @@ func (r *Routes) init() {
 	r.once.Do(func() {
 		r.running = map[string]string{}
 		r.instances = map[string]string{}
+		r.ServersTopic = cmp.Or(r.ServersTopic, cloudservers.TopicServers)
+		r.InstancesTopic = cmp.Or(r.InstancesTopic, cloudservers.TopicInstances)
 		r.table = &kafka.Table{Client: r.Kafka, Consumer: r.Consumer, Log: r.Log,
-			Topics: []string{cloudservers.TopicServers, cloudservers.TopicInstances}, Apply: r.apply}
+			Topics: []string{r.ServersTopic, r.InstancesTopic}, Apply: r.apply}
 	})
 }
 
@@ -67,7 +72,7 @@ func (r *Routes) Run(ctx context.Context) error {
 
 func (r *Routes) apply(msg *sarama.ConsumerMessage) {
 	switch msg.Topic {
-	case cloudservers.TopicServers:
+	case r.ServersTopic:
 		if msg.Value == nil {
 			r.mu.Lock()
 			delete(r.running, string(msg.Key))
@@ -91,7 +96,7 @@ func (r *Routes) apply(msg *sarama.ConsumerMessage) {
 			r.instances[s.NovaInstanceID] = s.ID
 		}
 		r.mu.Unlock()
-	case cloudservers.TopicInstances:
+	case r.InstancesTopic:
 		if msg.Value == nil {
 			r.mu.Lock()
 			delete(r.instances, string(msg.Key))
@@ -151,7 +156,7 @@ func (r *Routes) Sync(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, cmp.Or(r.SyncTimeout, 5*time.Second))
 	defer cancel()
 	if err := r.table.Sync(sctx); err != nil {
-		return fmt.Errorf("catch up with %s and %s: %w", cloudservers.TopicServers, cloudservers.TopicInstances, err)
+		return fmt.Errorf("catch up with %s and %s: %w", r.ServersTopic, r.InstancesTopic, err)
 	}
 	r.mu.Lock()
 	if started.After(r.synced) {

@@ -345,6 +345,7 @@ type bridgeStatus struct {
 	Process        string           `json:"process"`
 	AssignmentMode string           `json:"assignment_mode"`
 	Leading        map[string]int64 `json:"leading"`
+	Routing        map[string]int64 `json:"routing"`
 	Requests       map[string]int64 `json:"requests"`
 	Router         map[string]int64 `json:"router"`
 	LastReap       *struct {
@@ -362,6 +363,17 @@ type bridgeStatus struct {
 			End            int64    `json:"end"`
 			Lag            int64    `json:"lag"`
 		} `json:"partitions"`
+		Routes []struct {
+			Topic          string   `json:"topic"`
+			Partition      int32    `json:"partition"`
+			Owner          string   `json:"owner"`
+			Candidates     []string `json:"candidates"`
+			Fence          int64    `json:"fence"`
+			Committed      int64    `json:"committed"`
+			CommitMetadata string   `json:"commit_metadata"`
+			End            int64    `json:"end"`
+			Lag            int64    `json:"lag"`
+		} `json:"routes"`
 		Singletons []struct {
 			Name   string `json:"name"`
 			Leader string `json:"leader"`

@@ -17,14 +17,14 @@ import (
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
-// TestSingletonFailover kills the process that leads both single-instance
-// services (the notification router and the reaper) while sagas wait for
-// notifications and while leaked resources wait to be reaped. The standby
-// must take both over within the session timeout + 2 s; the sagas must
-// complete on notifications the dead router never read (the new one
-// resumes from the committed offsets), with no reconciliation read; the
-// new reaper must remove the leak through a reap workflow and spare the
-// live servers.
+// TestSingletonFailover kills the process that leads the single-instance
+// reaper, and routes notification partitions as their primary, while sagas
+// wait for notifications and while leaked resources wait to be reaped. The
+// standby must take the reaper and the routes over within the session
+// timeout + 2 s; the sagas must complete on notifications the dead router
+// never read (the partner resumes from the committed offsets), with no
+// reconciliation read; the new reaper must remove the leak through a reap
+// workflow and spare the live servers.
 func TestSingletonFailover(t *testing.T) {
 	const timeout = 4 * time.Second
 	// Nova takes 2 s per boot: the notifications the sagas wait for come
@@ -37,13 +37,15 @@ func TestSingletonFailover(t *testing.T) {
 		"-reap-interval", "2s", "-reap-grace", "3s"}
 	// bridge-a starts first and leads both singletons.
 	a := startProc(t, "bridge-a", w.bridgeArgs("bridge-a", args...)...)
-	a.wait(time.Time{}, time.Minute, "bridge-a leads the router", func(l line) bool { return l.is("leading", "service", "router") })
+	a.wait(time.Time{}, time.Minute, "bridge-a routes "+w.notifs.Versioned+".info/0", func(l line) bool {
+		return l.is("consuming", "topic", w.notifs.Versioned+".info", "partition", "0")
+	})
 	a.wait(time.Time{}, time.Minute, "bridge-a's reaper is ready", func(l line) bool { return l.msg == "reaper ready" })
 	b := startProc(t, "bridge-b", w.bridgeArgs("bridge-b", args...)...)
 	waitOwners(t, b, 2*time.Minute, "each partition with its primary", func(o map[int32]string) bool {
 		return o[0] == "bridge-a" && o[1] == "bridge-b" && o[2] == "bridge-a" && o[3] == "bridge-b" && o[4] == "bridge-a" && o[5] == "bridge-b"
 	})
-	eventually(t, time.Minute, "bridge-b stands by for both singletons", func() error {
+	eventually(t, time.Minute, "bridge-b stands by for the reaper", func() error {
 		st, err := b.status()
 		if err != nil {
 			return err
@@ -53,7 +55,7 @@ func TestSingletonFailover(t *testing.T) {
 				return fmt.Errorf("%s led by %q", s.Name, s.Leader)
 			}
 		}
-		if len(st.System.Singletons) != 2 {
+		if len(st.System.Singletons) != 1 {
 			return fmt.Errorf("singletons %v", st.System.Singletons)
 		}
 		return nil
@@ -85,16 +87,17 @@ func TestSingletonFailover(t *testing.T) {
 	w.otherCreates++
 
 	killed := a.kill()
-	var routerBack time.Time
-	for _, name := range []string{"router", "reaper"} {
-		l := b.wait(killed, timeout+time.Minute, "bridge-b leads the "+name, func(l line) bool { return l.is("leading", "service", name) })
-		if name == "router" {
-			routerBack = l.at
-		}
-		took := l.at.Sub(killed)
-		t.Logf("TAKEOVER singleton=%s timeout=%s took=%.2fs", name, timeout, took.Seconds())
+	l := b.wait(killed, timeout+time.Minute, "bridge-b routes "+w.notifs.Versioned+".info/0", func(l line) bool {
+		return l.is("consuming", "topic", w.notifs.Versioned+".info", "partition", "0")
+	})
+	routerBack := l.at
+	t.Logf("TAKEOVER route=%s.info/0 timeout=%s took=%.2fs", w.notifs.Versioned, timeout, routerBack.Sub(killed).Seconds())
+	l = b.wait(killed, timeout+time.Minute, "bridge-b leads the reaper", func(l line) bool { return l.is("leading", "service", "reaper") })
+	took := l.at.Sub(killed)
+	t.Logf("TAKEOVER singleton=reaper timeout=%s took=%.2fs", timeout, took.Seconds())
+	for what, took := range map[string]time.Duration{"the reaper": took, "the route": routerBack.Sub(killed)} {
 		if took > timeout+2*time.Second+slack {
-			t.Errorf("the standby took %s to lead the %s", took, name)
+			t.Errorf("the standby took %s to take %s over", took, what)
 		}
 	}
 

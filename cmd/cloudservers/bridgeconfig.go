@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,26 +31,31 @@ const (
 // anything: a mistake is reported at once, not after minutes of retries.
 type bridgeConfig struct {
 	common
-	id            string
-	processes     []string
-	assignment    zkcoord.Assignment // explicit -assignment; nil for the default
-	mode          string
-	zkServers     []string
-	zkChroot      string
-	session       time.Duration // ZooKeeper
-	groupSession  time.Duration // Kafka consumer group
-	eventTimeout  time.Duration
-	statusListen  string
-	taskQueue     string
-	requestsTopic string
-	requestGroup  string
-	routerGroup   string
-	notifTopics   []string
-	reaper        bool
-	reapInterval  time.Duration
-	reapGrace     time.Duration
-	reapMax       int
-	reapDryRun    bool
+	id         string
+	processes  []string
+	assignment zkcoord.Assignment // explicit -assignment; nil for the default
+	// routeProcesses share the notification topics' partitions (the
+	// -processes list, in either assignment mode, else the processes the
+	// assignments name); empty: the router is a singleton over them all.
+	routeProcesses  []string
+	routeAssignment zkcoord.Assignment // explicit -route-assignment; nil for the default
+	mode            string
+	zkServers       []string
+	zkChroot        string
+	session         time.Duration // ZooKeeper
+	groupSession    time.Duration // Kafka consumer group
+	eventTimeout    time.Duration
+	statusListen    string
+	taskQueue       string
+	requestsTopic   string
+	requestGroup    string
+	routerGroup     string
+	notifTopics     []string
+	reaper          bool
+	reapInterval    time.Duration
+	reapGrace       time.Duration
+	reapMax         int
+	reapDryRun      bool
 	// warnings are logged once the bridge has a logger.
 	warnings []string
 }
@@ -64,6 +70,7 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	fs.StringVar(&cfg.id, "id", envOr("CLOUDSERVERS_PROCESS", ""), "this process's ID in the assignment (env CLOUDSERVERS_PROCESS)")
 	processes := fs.String("processes", envOr("CLOUDSERVERS_PROCESSES", ""), "all bridge process IDs, comma-separated, for the default assignment (partition p: primary processes[p % n], then the others in order as partners) (env CLOUDSERVERS_PROCESSES)")
 	assignment := fs.String("assignment", envOr("CLOUDSERVERS_ASSIGNMENT", ""), "explicit assignment: p=primary,partner[,partner...];... e.g. 0=a,b;1=b,a (overrides -processes) (env CLOUDSERVERS_ASSIGNMENT)")
+	routeAssignment := fs.String("route-assignment", envOr("CLOUDSERVERS_ROUTE_ASSIGNMENT", ""), "explicit assignment of the notification topics' partitions to routing processes, p=primary,partner[,partner...];... applied to each notification topic (entries beyond a topic's partitions are ignored for it); default: spread over -processes like the request partitions; with neither (consumer-group mode without -processes), the router is one elected process over all of them (env CLOUDSERVERS_ROUTE_ASSIGNMENT)")
 	fs.StringVar(&cfg.mode, "assignment-mode", envOr("CLOUDSERVERS_ASSIGNMENT_MODE", modeZooKeeper), "who assigns the request partitions: zookeeper (primary and partners, -processes/-assignment) or consumer-group (a Kafka consumer group, cooperative-sticky) (env CLOUDSERVERS_ASSIGNMENT_MODE)")
 	fs.DurationVar(&cfg.session, "session-timeout", 4*time.Second, "ZooKeeper session timeout: a dead owner's partitions and singletons move after about this long")
 	fs.DurationVar(&cfg.groupSession, "group-session-timeout", 10*time.Second, "consumer-group mode: the Kafka group session timeout (the broker accepts 6s..30m by default)")
@@ -127,6 +134,13 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	if cfg.requestGroup == "" || cfg.routerGroup == "" || cfg.requestsTopic == "" {
 		errs = append(errs, errors.New("-requests-topic, -request-group and -router-group must not be empty"))
 	}
+	if *routeAssignment != "" {
+		a, err := parseAssignmentSpec(*routeAssignment)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-route-assignment: %w", err))
+		}
+		cfg.routeAssignment = a
+	}
 	switch cfg.mode {
 	case modeZooKeeper:
 		if *processes != "" {
@@ -150,15 +164,83 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 		// Not an error: `dev` passes -processes to every bridge, and
 		// CLOUDSERVERS_ASSIGNMENT_MODE=consumer-group switches them all.
 		if *processes != "" || *assignment != "" {
-			cfg.warnings = append(cfg.warnings, "consumer-group mode: -processes and -assignment are ignored (the Kafka group assigns the partitions)")
+			cfg.warnings = append(cfg.warnings, "consumer-group mode: -processes and -assignment are ignored for the request partitions (the Kafka group assigns them); -processes still spreads the notification partitions")
 		}
 	default:
 		errs = append(errs, fmt.Errorf("-assignment-mode %q: want %s or %s", cfg.mode, modeZooKeeper, modeConsumerGroup))
+	}
+	cfg.routeProcesses = splitList(*processes)
+	if len(cfg.routeProcesses) == 0 {
+		cfg.routeProcesses = processList("", mergeAssignments(cfg.assignment, cfg.routeAssignment))
+	}
+	if cfg.id != "" && cfg.routeAssignment != nil && !slices.Contains(cfg.routeProcesses, cfg.id) {
+		errs = append(errs, fmt.Errorf("process %q is not in the route assignment's processes (%s): check -id, -processes and -route-assignment",
+			cfg.id, strings.Join(cfg.routeProcesses, ", ")))
 	}
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("bridge configuration: %w", errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// mergeAssignments lists every candidate of a and then of b under partition
+// keys that do not collide, for processList.
+func mergeAssignments(a, b zkcoord.Assignment) zkcoord.Assignment {
+	out := zkcoord.Assignment{}
+	n := int32(0)
+	for _, x := range []zkcoord.Assignment{a, b} {
+		for _, p := range x.Partitions() {
+			out[n] = x[p]
+			n++
+		}
+	}
+	return out
+}
+
+// routeAssignments returns, for each notification topic (by its partition
+// count), the assignment of its partitions to routing processes, checked
+// like the request assignment: the explicit -route-assignment cut to the
+// topic's partitions, or the default spread over routeProcesses. nil (no
+// error) when no routing processes are configured: the router then runs
+// as a singleton.
+func (cfg bridgeConfig) routeAssignments(partitions map[string]int32) (map[string]zkcoord.Assignment, error) {
+	if len(cfg.routeProcesses) == 0 {
+		return nil, nil
+	}
+	most := int32(0)
+	for _, n := range partitions {
+		most = max(most, n)
+	}
+	var errs []error
+	if cfg.routeAssignment != nil {
+		for _, p := range cfg.routeAssignment.Partitions() {
+			if p >= most {
+				errs = append(errs, fmt.Errorf("-route-assignment: partition %d is outside every notification topic (the largest has %d partitions)", p, most))
+			}
+		}
+	}
+	out := map[string]zkcoord.Assignment{}
+	for _, topic := range slices.Sorted(maps.Keys(partitions)) {
+		n := partitions[topic]
+		asg := defaultAssignment(cfg.routeProcesses, n)
+		if cfg.routeAssignment != nil {
+			asg = zkcoord.Assignment{}
+			for p, cands := range cfg.routeAssignment {
+				if p < n {
+					asg[p] = cands
+				}
+			}
+		}
+		if err := asg.Validate(n, cfg.routeProcesses); err != nil {
+			errs = append(errs, fmt.Errorf("routes of %s (%d partitions): %w", topic, n, err))
+			continue
+		}
+		out[topic] = asg
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
 }
 
 // assignmentFor returns the zookeeper mode's assignment for a topic with

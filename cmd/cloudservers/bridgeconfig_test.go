@@ -65,7 +65,8 @@ func TestBridgeConfigValid(t *testing.T) {
 
 	cfg, err = parseBridgeConfig(withFlags("-assignment-mode", "consumer-group"))
 	require.NoError(t, err, "dev passes -processes to every bridge; the mode may still be switched")
-	assert.Equal(t, []string{"consumer-group mode: -processes and -assignment are ignored (the Kafka group assigns the partitions)"}, cfg.warnings)
+	assert.Equal(t, []string{"consumer-group mode: -processes and -assignment are ignored for the request partitions (the Kafka group assigns them); -processes still spreads the notification partitions"}, cfg.warnings)
+	assert.Equal(t, []string{"a", "b"}, cfg.routeProcesses, "the routes are spread over -processes in consumer-group mode too")
 
 	t.Setenv("CLOUDSERVERS_ZOOKEEPER", "zk:2181")
 	t.Setenv("CLOUDSERVERS_ASSIGNMENT_MODE", "consumer-group")
@@ -73,6 +74,54 @@ func TestBridgeConfigValid(t *testing.T) {
 	require.NoError(t, err, "the environment configures a bridge started by dev")
 	assert.Equal(t, modeConsumerGroup, cfg.mode)
 	assert.Equal(t, "", cfg.zkChroot, "no chroot in the connect string: zkcoord's default")
+}
+
+func TestRouteAssignments(t *testing.T) {
+	for _, env := range []string{"CLOUDSERVERS_PROCESSES", "CLOUDSERVERS_ASSIGNMENT", "CLOUDSERVERS_ROUTE_ASSIGNMENT", "CLOUDSERVERS_ASSIGNMENT_MODE", "CLOUDSERVERS_PROCESS"} {
+		t.Setenv(env, "")
+	}
+	parts := map[string]int32{"versioned_notifications.info": 6, "versioned_notifications.error": 1}
+
+	// Default: each topic spread over -processes like the requests.
+	cfg, err := parseBridgeConfig(withFlags("-processes", "a,b,c"))
+	require.NoError(t, err)
+	got, err := cfg.routeAssignments(parts)
+	require.NoError(t, err)
+	assert.Equal(t, zkcoord.Assignment{0: {"a", "b", "c"}, 1: {"b", "c", "a"}, 2: {"c", "a", "b"}, 3: {"a", "b", "c"}, 4: {"b", "c", "a"}, 5: {"c", "a", "b"}},
+		got["versioned_notifications.info"])
+	assert.Equal(t, zkcoord.Assignment{0: {"a", "b", "c"}}, got["versioned_notifications.error"])
+
+	// Only -assignment: the processes it names route.
+	cfg, err = parseBridgeConfig(append(without("-processes"), "-assignment", "0=a,b;1=b,a"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, cfg.routeProcesses)
+
+	// Explicit, cut to each topic's partitions.
+	cfg, err = parseBridgeConfig(withFlags("-route-assignment", "0=b,a;1=a;2=b;3=a;4=b;5=a,b"))
+	require.NoError(t, err)
+	got, err = cfg.routeAssignments(parts)
+	require.NoError(t, err)
+	assert.Equal(t, zkcoord.Assignment{0: {"b", "a"}}, got["versioned_notifications.error"])
+	assert.Equal(t, []string{"a", "b"}, got["versioned_notifications.info"][5])
+
+	// Validated like the request assignment, every problem at once.
+	cfg, err = parseBridgeConfig(withFlags("-route-assignment", "0=a,a;1=zed;7=a"))
+	require.NoError(t, err)
+	_, err = cfg.routeAssignments(parts)
+	require.Error(t, err)
+	for _, want := range []string{"partition 7 is outside every notification topic", `process "a" is listed as its own partner`,
+		`unknown process "zed"`, "partition 2 has no owner", "routes of versioned_notifications.info (6 partitions)"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	_, err = parseBridgeConfig(withFlags("-route-assignment", "x=a"))
+	assert.ErrorContains(t, err, "-route-assignment: -assignment entry \"x=a\": \"x\" is not a partition number")
+
+	// No process list (consumer-group mode without -processes): singleton.
+	cfg, err = parseBridgeConfig(append(without("-processes"), "-assignment-mode", "consumer-group"))
+	require.NoError(t, err)
+	got, err = cfg.routeAssignments(parts)
+	require.NoError(t, err)
+	assert.Nil(t, got, "no process list: the router is elected")
 }
 
 func TestBridgeConfigErrors(t *testing.T) {

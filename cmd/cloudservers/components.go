@@ -229,6 +229,18 @@ func runBridge(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	notifParts := map[string]int32{}
+	for _, topic := range cfg.notifTopics {
+		ps, err := kc.Partitions(topic)
+		if err != nil {
+			return fmt.Errorf("partitions of notification topic %s (is the topic created? see -notification-topics): %w", topic, err)
+		}
+		notifParts[topic] = int32(len(ps))
+	}
+	routeAsg, err := cfg.routeAssignments(notifParts)
+	if err != nil {
+		return fmt.Errorf("route assignment: %w", err)
+	}
 	dl, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-bridge-"+id, false, log)
 	if err != nil {
 		return err
@@ -283,12 +295,14 @@ func runBridge(ctx context.Context, args []string) error {
 			Requests: requests, Log: log}
 	}
 	var leading sync.Map // singleton name -> fence, while this process leads it
+	var routing sync.Map // "topic/partition" -> fence, while this process routes it
 	if cfg.statusListen != "" {
 		stop, err := serveStatus(cfg.statusListen, log, func(ctx context.Context) (any, error) {
-			sys, err := collectStatus(ctx, coord, kc, cfg.requestsTopic, cfg.requestGroup)
-			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{},
+			sys, err := collectStatus(ctx, coord, kc, cfg.requestsTopic, cfg.requestGroup, cfg.notifTopics, cfg.routerGroup)
+			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{}, Routing: map[string]int64{},
 				Requests: requests.Stats.Snapshot(), Router: router.Stats.Snapshot()}
 			leading.Range(func(k, v any) bool { out.Leading[k.(string)] = v.(int64); return true })
+			routing.Range(func(k, v any) bool { out.Routing[k.(string)] = v.(int64); return true })
 			if cfg.reaper {
 				last := reaper.Last()
 				out.LastReap = &last
@@ -342,15 +356,88 @@ func runBridge(ctx context.Context, args []string) error {
 	case modeConsumerGroup:
 		run(func() error { return group.Run(ctx) })
 	}
-	// The routes are read in every process, so that a router taking over
-	// knows them at once.
-	run(func() error { return routes.Run(ctx) })
-	run(singleton("router", router.Run))
+	// routingServices run beside the router in every routing process for
+	// as long as it takes part in routing, owning partitions or standing
+	// by as a partner (which must be ready the moment it takes over): the
+	// routes (which operation runs where, which server an instance is).
+	// A service's error ends it, not the routing.
+	routingServices := []func(context.Context) error{routes.Run}
+	runRouting(ctx, log, coord, router, cfg.notifTopics, routeAsg, routingServices, &routing, run, singleton)
 	if cfg.reaper {
 		run(singleton("reaper", reaper.Run))
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// runRouting starts the notification router. With a route assignment
+// (routeAsg, by topic) this process takes part, through ZooKeeper, in the
+// ownership of the notification partitions it is a candidate for, as the
+// request partitions are owned: the first live candidate routes, its
+// partners take over when its session ends, and each tenure commits the
+// router group's offsets with its owner and fence. Without one (no
+// process list: consumer-group mode without -processes) the router is an
+// elected singleton over every partition, as it was before routing was
+// spread. services run beside the router for as long as it may route.
+func runRouting(ctx context.Context, log *slog.Logger, coord *zkcoord.Coordinator, router *bridge.Router, topics []string,
+	routeAsg map[string]zkcoord.Assignment, services []func(context.Context) error, routing *sync.Map,
+	run func(func() error), singleton func(string, func(context.Context) error) func() error) {
+	withServices := func(ctx context.Context, routes func(context.Context) error) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for _, s := range services {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s(ctx); err != nil && ctx.Err() == nil {
+					log.Error("routing service stopped", "error", err)
+				}
+			}()
+		}
+		return routes(ctx)
+	}
+	if routeAsg == nil {
+		log.Info("routing every notification partition when elected (no process list to spread them over)")
+		run(singleton("router", func(ctx context.Context) error { return withServices(ctx, router.Run) }))
+		return
+	}
+	id := coord.ProcessID()
+	var mine []string
+	for _, topic := range topics {
+		if len(routeAsg[topic].PartitionsOf(id)) > 0 {
+			mine = append(mine, topic)
+		}
+	}
+	if len(mine) == 0 {
+		log.Warn("this process is a candidate for no notification partition: it does not route")
+		return
+	}
+	run(func() error {
+		return withServices(ctx, func(ctx context.Context) error {
+			var wg sync.WaitGroup
+			errs := make([]error, len(mine))
+			for i, topic := range mine {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = coord.OwnResourcePartitions(ctx, zkcoord.Routes(topic), routeAsg[topic], func(ctx context.Context, lease zkcoord.Lease) error {
+						key := fmt.Sprintf("%s/%d", lease.Topic, lease.Partition)
+						log.Info("routing", "topic", lease.Topic, "partition", lease.Partition, "fence", lease.Fence)
+						routing.Store(key, lease.Fence)
+						defer func() {
+							routing.Delete(key)
+							log.Info("routing ended", "topic", lease.Topic, "partition", lease.Partition)
+						}()
+						return router.RoutePartition(ctx, lease.Topic, lease.Partition, fmt.Sprintf("owner=%s fence=%d", id, lease.Fence))
+					})
+				}()
+			}
+			wg.Wait()
+			return errors.Join(errs...)
+		})
+	})
 }
 
 // runAdmin holds administrative commands.

@@ -41,6 +41,12 @@ type statusReport struct {
 	// misconfiguration, commits fail).
 	Mode       string            `json:"assignment_mode"`
 	Partitions []partitionReport `json:"partitions"`
+	// RouterGroup commits the router's offsets of the notification topics.
+	RouterGroup string `json:"router_group"`
+	// Routes are the notification topics' partitions: who routes each
+	// (zookeeper ownership per partition, or the singleton router), with
+	// the router group's offsets.
+	Routes     []partitionReport `json:"routes"`
 	Singletons []singletonReport `json:"singletons"`
 	Members    []memberReport    `json:"group_members,omitempty"`
 	// Problems lists what could not be read; the rest is still reported.
@@ -48,7 +54,10 @@ type statusReport struct {
 }
 
 type partitionReport struct {
-	Partition int32 `json:"partition"`
+	// Topic is the notification topic of a route ("" for a request
+	// partition: the report's Topic).
+	Topic     string `json:"topic,omitempty"`
+	Partition int32  `json:"partition"`
 	// Owner is the process consuming the partition ("" when none).
 	Owner string `json:"owner"`
 	// Candidates is the configured [primary, partner...] (zookeeper mode).
@@ -89,6 +98,7 @@ type bridgeStatus struct {
 	Process        string              `json:"process"`
 	AssignmentMode string              `json:"assignment_mode"`
 	Leading        map[string]int64    `json:"leading"` // singletons this process leads, with their fence
+	Routing        map[string]int64    `json:"routing"` // notification partitions ("topic/partition") this process routes, with their fence
 	GroupClaims    []bridge.GroupClaim `json:"group_claims,omitempty"`
 	Requests       map[string]int64    `json:"requests"`
 	Router         map[string]int64    `json:"router"`
@@ -96,10 +106,13 @@ type bridgeStatus struct {
 	System         statusReport        `json:"system"`
 }
 
-// collectStatus reads the status from ZooKeeper and Kafka. It reports what
-// it could read even when a part fails (the error names the parts).
-func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Client, topic, group string) (statusReport, error) {
-	st := statusReport{Time: time.Now().UTC(), Topic: topic, Group: group, Partitions: []partitionReport{}, Singletons: []singletonReport{}}
+// collectStatus reads the status from ZooKeeper and Kafka: the request
+// partitions of topic (offsets of group) and the routes of the notification
+// topics (offsets of routerGroup). It reports what it could read even when
+// a part fails (the error names the parts).
+func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Client, topic, group string, notifTopics []string, routerGroup string) (statusReport, error) {
+	st := statusReport{Time: time.Now().UTC(), Topic: topic, Group: group, RouterGroup: routerGroup, Partitions: []partitionReport{},
+		Routes: []partitionReport{}, Singletons: []singletonReport{}}
 	var problems []error
 	parts, err := kc.Partitions(topic)
 	if err != nil {
@@ -121,24 +134,8 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 		problems = append(problems, fmt.Errorf("zookeeper: %w", err))
 	}
 	for _, ps := range zs.Partitions {
-		r := byPartition[ps.Partition]
-		if r == nil {
-			continue
-		}
-		r.Candidates, r.Alive = ps.Candidates, ps.Alive
-		if ps.Owner != nil {
+		if r := byPartition[ps.Partition]; r != nil && applyOwnership(r, ps) {
 			zkOwners++
-			r.Owner, r.Fence, r.Since = ps.Owner.Process, ps.Owner.Fence, ps.Owner.Since
-		}
-		switch {
-		case ps.Owner == nil && ps.Preferred == "" && len(ps.Candidates) > 0:
-			r.Note = "no live candidate"
-		case ps.Owner == nil && ps.Preferred != "":
-			r.Note = ps.Preferred + " acquiring"
-		case ps.HandbackPending:
-			r.Note = "handing back to " + ps.Preferred
-		case ps.Owner != nil && len(ps.Candidates) > 0 && ps.Owner.Process != ps.Candidates[0]:
-			r.Note = "partner owns it (" + ps.Candidates[0] + " is down)"
 		}
 	}
 	for _, ss := range zs.Singletons {
@@ -180,12 +177,92 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 		st.Mode = "none"
 	}
 
+	problems = append(problems, fillOffsets(kc, group, topic, st.Partitions)...)
+	problems = append(problems, collectRoutes(&st, zs, kc, notifTopics, routerGroup)...)
+	for _, e := range problems {
+		st.Problems = append(st.Problems, e.Error())
+	}
+	return st, errors.Join(problems...)
+}
+
+// applyOwnership copies a partition's ZooKeeper ownership into its report;
+// true when it has an owner.
+func applyOwnership(r *partitionReport, ps zkcoord.PartitionStatus) bool {
+	r.Candidates, r.Alive = ps.Candidates, ps.Alive
+	if ps.Owner != nil {
+		r.Owner, r.Fence, r.Since = ps.Owner.Process, ps.Owner.Fence, ps.Owner.Since
+	}
+	switch {
+	case ps.Owner == nil && ps.Preferred == "" && len(ps.Candidates) > 0:
+		r.Note = "no live candidate"
+	case ps.Owner == nil && ps.Preferred != "":
+		r.Note = ps.Preferred + " acquiring"
+	case ps.HandbackPending:
+		r.Note = "handing back to " + ps.Preferred
+	case ps.Owner != nil && len(ps.Candidates) > 0 && ps.Owner.Process != ps.Candidates[0]:
+		r.Note = "partner owns it (" + ps.Candidates[0] + " is down)"
+	}
+	return ps.Owner != nil
+}
+
+// collectRoutes reports every partition of the notification topics: its
+// router (ZooKeeper route ownership, or the elected singleton router of a
+// bridge that routes everything) and the router group's offsets.
+func collectRoutes(st *statusReport, zs zkcoord.Status, kc sarama.Client, topics []string, group string) []error {
+	var problems []error
+	owned := map[string]zkcoord.PartitionStatus{}
+	for _, ps := range zs.Routes {
+		owned[fmt.Sprintf("%s/%d", ps.Topic, ps.Partition)] = ps
+	}
+	var single *singletonReport
+	for i := range st.Singletons {
+		if st.Singletons[i].Name == "router" && st.Singletons[i].Leader != "" {
+			single = &st.Singletons[i]
+		}
+	}
+	for _, topic := range topics {
+		parts, err := kc.Partitions(topic)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("partitions of %s: %w", topic, err))
+			continue
+		}
+		slices.Sort(parts)
+		reports := make([]partitionReport, len(parts))
+		for i, p := range parts {
+			r := &reports[i]
+			*r = partitionReport{Topic: topic, Partition: p, Committed: -1}
+			if ps, ok := owned[fmt.Sprintf("%s/%d", topic, p)]; ok {
+				applyOwnership(r, ps)
+			}
+			if single != nil {
+				switch {
+				case r.Owner == "":
+					r.Owner, r.Fence, r.Since, r.Note = single.Leader, single.Fence, single.Joined, "singleton router"
+				case r.Owner != single.Leader:
+					r.Note = "also routed by the singleton router " + single.Leader
+				}
+			}
+		}
+		problems = append(problems, fillOffsets(kc, group, topic, reports)...)
+		st.Routes = append(st.Routes, reports...)
+	}
+	return problems
+}
+
+// fillOffsets reads the committed offsets of group and the end offsets of
+// each partition of topic into reports, and the lag between them.
+func fillOffsets(kc sarama.Client, group, topic string, reports []partitionReport) []error {
+	var problems []error
+	parts := make([]int32, len(reports))
+	for i, r := range reports {
+		parts[i] = r.Partition
+	}
 	committed, err := bridge.CommittedOffsets(kc, group, topic, parts)
 	if err != nil {
-		problems = append(problems, fmt.Errorf("committed offsets: %w", err))
+		problems = append(problems, fmt.Errorf("committed offsets of %s in %s: %w", topic, group, err))
 	}
-	for _, p := range parts {
-		r := byPartition[p]
+	for i := range reports {
+		r, p := &reports[i], reports[i].Partition
 		if c, ok := committed[p]; ok {
 			r.Committed, r.CommitMetadata = c.Offset, c.Metadata
 		}
@@ -212,10 +289,7 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 			}
 		}
 	}
-	for _, e := range problems {
-		st.Problems = append(st.Problems, e.Error())
-	}
-	return st, errors.Join(problems...)
+	return problems
 }
 
 // groupMembers lists the consumer group's members and the partitions of
@@ -253,26 +327,11 @@ func (s statusReport) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s  topic %s, group %s, assignment %s, ZooKeeper chroot %s\n\n", s.Time.Format(time.RFC3339), s.Topic, s.Group, s.Mode, s.Chroot)
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tPRIMARY,PARTNERS\tCOMMITTED\tEND\tLAG\tFENCE\tSINCE\tNOTE")
-	for _, p := range s.Partitions {
-		owner, fence, since, committed := dash(p.Owner), "-", "-", "-"
-		if p.Fence != 0 {
-			fence = strconv.FormatInt(p.Fence, 10)
-		}
-		if !p.Since.IsZero() {
-			since = p.Since.Local().Format("15:04:05")
-		}
-		if p.Committed >= 0 {
-			committed = strconv.FormatInt(p.Committed, 10)
-		}
-		cands := make([]string, len(p.Candidates))
-		for i, c := range p.Candidates {
-			cands[i] = c
-			if !slices.Contains(p.Alive, c) {
-				cands[i] += "(down)"
-			}
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.Partition, owner, dash(strings.Join(cands, ",")),
-			committed, p.End, p.Lag, fence, since, p.Note)
+	writePartitionRows(tw, s.Partitions, false)
+	if len(s.Routes) > 0 {
+		fmt.Fprintf(tw, "\nnotification routes, group %s\n", s.RouterGroup)
+		fmt.Fprintln(tw, "ROUTE\tROUTER\tPRIMARY,PARTNERS\tCOMMITTED\tEND\tLAG\tFENCE\tSINCE\tNOTE")
+		writePartitionRows(tw, s.Routes, true)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SINGLETON\tLEADER\tSTANDBYS\tFENCE")
@@ -300,6 +359,36 @@ func (s statusReport) WriteText(w io.Writer) error {
 	return tw.Flush()
 }
 
+// writePartitionRows writes one row per partition; a route's first column
+// is topic/partition.
+func writePartitionRows(tw io.Writer, parts []partitionReport, routes bool) {
+	for _, p := range parts {
+		owner, fence, since, committed := dash(p.Owner), "-", "-", "-"
+		if p.Fence != 0 {
+			fence = strconv.FormatInt(p.Fence, 10)
+		}
+		if !p.Since.IsZero() {
+			since = p.Since.Local().Format("15:04:05")
+		}
+		if p.Committed >= 0 {
+			committed = strconv.FormatInt(p.Committed, 10)
+		}
+		cands := make([]string, len(p.Candidates))
+		for i, c := range p.Candidates {
+			cands[i] = c
+			if !slices.Contains(p.Alive, c) {
+				cands[i] += "(down)"
+			}
+		}
+		name := strconv.Itoa(int(p.Partition))
+		if routes {
+			name = p.Topic + "/" + name
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", name, owner, dash(strings.Join(cands, ",")),
+			committed, p.End, p.Lag, fence, since, p.Note)
+	}
+}
+
 // runStatus prints who owns each partition, the offsets and lag, and who
 // leads each single-instance service.
 func runStatus(ctx context.Context, args []string) error {
@@ -308,6 +397,8 @@ func runStatus(ctx context.Context, args []string) error {
 	c.register(fs)
 	group := fs.String("group", bridge.RequestGroup, "the bridges' request group (-request-group of the bridge)")
 	topic := fs.String("topic", cloudservers.TopicRequests, "the requests topic (-requests-topic of the bridge)")
+	routerGroup := fs.String("router-group", bridge.RouterGroup, "the bridges' router group (-router-group of the bridge)")
+	notifTopics := fs.String("notification-topics", envOr("CLOUDSERVERS_NOTIFICATION_TOPICS", strings.Join(cloudservers.NotificationTopics, ",")), "the notification topics (-notification-topics of the bridge; env CLOUDSERVERS_NOTIFICATION_TOPICS)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Duration("watch", 0, "print again every interval until interrupted (e.g. 1s)")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up connecting to ZooKeeper or Kafka after this long")
@@ -350,7 +441,7 @@ func runStatus(ctx context.Context, args []string) error {
 	}
 	defer coord.Close()
 	for {
-		st, err := collectStatus(ctx, coord, kc, *topic, *group)
+		st, err := collectStatus(ctx, coord, kc, *topic, *group, splitList(*notifTopics), *routerGroup)
 		if *asJSON {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")

@@ -247,7 +247,7 @@ func checkTopics(t *testing.T, brokers []string, requestPartitions int) {
 		cloudservers.TopicDeadLetter: 1,
 	}
 	for _, n := range cloudservers.NotificationTopics {
-		want[n] = 3
+		want[n] = NotificationPartitions
 	}
 	for _, n := range cloudservers.StateTopics {
 		want[n] = 3

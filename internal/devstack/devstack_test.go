@@ -254,7 +254,7 @@ func TestTopics(t *testing.T) {
 		t.Errorf("deadletter: %+v", byName[cloudservers.TopicDeadLetter])
 	}
 	for _, n := range cloudservers.NotificationTopics {
-		if byName[n].Partitions != 3 {
+		if byName[n].Partitions != NotificationPartitions {
 			t.Errorf("notification topic %s: %+v", n, byName[n])
 		}
 	}

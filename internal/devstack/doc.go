@@ -59,7 +59,7 @@
 // configs, idempotent). The topics are cloudservers.requests
 // (Config.RequestPartitions, default 6), the compacted state topics
 // cloudservers.servers and cloudservers.operations, cloudservers.deadletter
-// (1 partition) and OpenStack's notification topics (3 partitions each).
+// (1 partition) and OpenStack's notification topics (NotificationPartitions each).
 //
 // Stop sends SIGTERM to each process group in reverse start order, waits
 // (bounded per process), then SIGKILLs. Every child runs in its own process

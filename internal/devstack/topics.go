@@ -21,6 +21,13 @@ type TopicSpec struct {
 	Config     map[string]string
 }
 
+// NotificationPartitions is the partition count of OpenStack's notification
+// topics: the router's unit of scale-out (each partition is routed by one
+// bridge at a time, its partners standing by), so it bounds how many
+// bridges share the routing. Nova's notifications have no key and spread
+// over them all.
+const NotificationPartitions = 6
+
 // Topics returns the project's topics with their partitions and configs:
 // the requests topic (requestPartitions partitions), the compacted state
 // topics, the dead letters and OpenStack's notification topics.
@@ -58,7 +65,7 @@ func Topics(requestPartitions int) []TopicSpec {
 		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: cfg})
 	}
 	for _, n := range cloudservers.NotificationTopics {
-		topics = append(topics, TopicSpec{Name: n, Partitions: 3, Config: map[string]string{
+		topics = append(topics, TopicSpec{Name: n, Partitions: NotificationPartitions, Config: map[string]string{
 			"cleanup.policy": "delete",
 			"retention.ms":   "86400000", // 1 day
 		}})

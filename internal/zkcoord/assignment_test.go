@@ -88,3 +88,18 @@ func TestAssignmentJSON(t *testing.T) {
 		t.Fatalf("Primary: %q %q", a.Primary(1), a.Primary(7))
 	}
 }
+
+func TestResource(t *testing.T) {
+	r := Routes("versioned_notifications.info")
+	if r.Topic() != "versioned_notifications.info" || r.check() != nil || string(r) != "routes/versioned_notifications.info" {
+		t.Errorf("Routes = %q, topic %q, check %v", r, r.Topic(), r.check())
+	}
+	if Requests.Topic() != "" || Requests.check() != nil || Requests.String() != "requests" {
+		t.Errorf("Requests: topic %q, check %v", Requests.Topic(), Requests.check())
+	}
+	for _, bad := range []Resource{"partitions", Routes(""), Routes("a/b"), Routes("..")} {
+		if bad.check() == nil {
+			t.Errorf("resource %q accepted", bad)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func dial(ctx context.Context, cfg Config, log *slog.Logger) (*Coordinator, erro
 
 	closeCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, conn: conn, events: events, dialer: d, sess: sess, closeCtx: closeCtx, cancel: cancel}
-	for _, p := range []string{cfg.Chroot, c.partitionsPath(), c.singletonsPath()} {
+	for _, p := range []string{cfg.Chroot, c.partitionsPath(), c.routesPath(), c.singletonsPath()} {
 		for {
 			err := c.ensurePath(p)
 			if err == nil {
@@ -287,6 +287,15 @@ func (c *Coordinator) loopEnd() error {
 }
 
 func (c *Coordinator) partitionsPath() string { return c.cfg.Chroot + "/partitions" }
+func (c *Coordinator) routesPath() string     { return c.cfg.Chroot + "/" + routesDir }
+
+// resourcePath is the node holding the partitions of resource.
+func (c *Coordinator) resourcePath(r Resource) string {
+	if r == Requests {
+		return c.partitionsPath()
+	}
+	return c.cfg.Chroot + "/" + string(r)
+}
 func (c *Coordinator) singletonsPath() string { return c.cfg.Chroot + "/singletons" }
 
 // ensurePath creates a persistent node and its missing parents.

@@ -138,6 +138,9 @@ func lockName(l Lease) string {
 	if l.Singleton != "" {
 		return "singleton " + l.Singleton
 	}
+	if l.Topic != "" {
+		return fmt.Sprintf("route %s/%d", l.Topic, l.Partition)
+	}
 	return fmt.Sprintf("partition %d", l.Partition)
 }
 

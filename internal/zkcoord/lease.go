@@ -18,6 +18,9 @@ type Lease struct {
 	// Partition is the Kafka partition (partition leases only; -1 for a
 	// singleton).
 	Partition int32 `json:"partition"`
+	// Topic is the notification topic of a Routes partition lease ("" for
+	// a request partition and a singleton).
+	Topic string `json:"topic,omitempty"`
 	// Singleton is the singleton's name (singleton leases only).
 	Singleton string `json:"singleton,omitempty"`
 	// Owner is the process ID holding the lock.

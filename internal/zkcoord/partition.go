@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,14 +36,66 @@ func preferredCandidate(candidates, alive []string) string {
 	return ""
 }
 
+// Resource names a set of partitions whose ownership is coordinated
+// separately from the others: the requests topic's (Requests, the zero
+// value, under <chroot>/partitions, the layout running systems and the
+// status command read) or a notification topic's (Routes(topic), under
+// <chroot>/routes/<topic>). A process may own partition 3 of several
+// resources at once; each has its own candidates, lock and fences.
+type Resource string
+
+// Requests is the resource of the requests topic's partitions.
+const Requests Resource = ""
+
+// routesDir is the node under the chroot that holds the Routes resources.
+const routesDir = "routes"
+
+// Routes is the resource of a notification topic's partitions, routed by
+// the notification router. topic must be a valid znode name (every Kafka
+// topic name is).
+func Routes(topic string) Resource { return Resource(routesDir + "/" + topic) }
+
+// Topic is the notification topic of a Routes resource ("" for Requests).
+func (r Resource) Topic() string {
+	t, _ := strings.CutPrefix(string(r), routesDir+"/")
+	return t
+}
+
+func (r Resource) check() error {
+	if r == Requests {
+		return nil
+	}
+	t, ok := strings.CutPrefix(string(r), routesDir+"/")
+	if !ok {
+		return fmt.Errorf("resource %q: want Requests or Routes(topic)", string(r))
+	}
+	if err := checkNodeName(t); err != nil {
+		return fmt.Errorf("resource %q: topic %q: %w", string(r), t, err)
+	}
+	return nil
+}
+
+// String names the resource in logs and errors.
+func (r Resource) String() string {
+	if r == Requests {
+		return "requests"
+	}
+	return string(r)
+}
+
 // OwnPartitions runs OwnPartition for every partition of the assignment
 // that lists this process, concurrently, with the same run function. It
 // returns when ctx ends (or Close is called) and all of them have returned,
 // joining their errors.
 func (c *Coordinator) OwnPartitions(ctx context.Context, a Assignment, run RunFunc) error {
+	return c.OwnResourcePartitions(ctx, Requests, a, run)
+}
+
+// OwnResourcePartitions is OwnPartitions for the partitions of resource.
+func (c *Coordinator) OwnResourcePartitions(ctx context.Context, resource Resource, a Assignment, run RunFunc) error {
 	parts := a.PartitionsOf(c.cfg.ProcessID)
 	if len(parts) == 0 {
-		return fmt.Errorf("process %q: %w in any partition of the assignment", c.cfg.ProcessID, ErrNotCandidate)
+		return fmt.Errorf("process %q: %w in any partition of the assignment of %s", c.cfg.ProcessID, ErrNotCandidate, resource)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(parts))
@@ -50,7 +103,7 @@ func (c *Coordinator) OwnPartitions(ctx context.Context, a Assignment, run RunFu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.OwnPartition(ctx, p, a[p], run)
+			errs[i] = c.OwnResourcePartition(ctx, resource, p, a[p], run)
 		}()
 	}
 	wg.Wait()
@@ -64,6 +117,15 @@ func (c *Coordinator) OwnPartitions(ctx context.Context, a Assignment, run RunFu
 // cancelled when ownership must be given up. See the package documentation
 // for the exact rules. It returns nil when ctx ended, ErrClosed after Close.
 func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candidates []string, run RunFunc) error {
+	return c.OwnResourcePartition(ctx, Requests, partition, candidates, run)
+}
+
+// OwnResourcePartition is OwnPartition for a partition of resource; the
+// leases it hands to run carry the resource.
+func (c *Coordinator) OwnResourcePartition(ctx context.Context, resource Resource, partition int32, candidates []string, run RunFunc) error {
+	if err := resource.check(); err != nil {
+		return err
+	}
 	if partition < 0 {
 		return fmt.Errorf("partition %d: must not be negative", partition)
 	}
@@ -76,14 +138,21 @@ func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candida
 	if c.cfg.ProcessID == "" || !slices.Contains(candidates, c.cfg.ProcessID) {
 		return fmt.Errorf("partition %d, candidates %v, process %q: %w", partition, candidates, c.cfg.ProcessID, ErrNotCandidate)
 	}
-	ctx, done, err := c.startLoop(ctx, fmt.Sprintf("partition %d", partition))
+	key := fmt.Sprintf("partition %d", partition)
+	log := c.log.With("partition", partition)
+	if resource != Requests {
+		key = fmt.Sprintf("%s partition %d", resource, partition)
+		log = c.log.With("topic", resource.Topic(), "partition", partition)
+	}
+	ctx, done, err := c.startLoop(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer done()
-	base := c.partitionsPath() + "/" + strconv.Itoa(int(partition))
+	base := c.resourcePath(resource) + "/" + strconv.Itoa(int(partition))
 	o := &partitionOwner{
 		c:          c,
+		resource:   resource,
 		partition:  partition,
 		candidates: slices.Clone(candidates),
 		me:         c.cfg.ProcessID,
@@ -92,7 +161,7 @@ func (c *Coordinator) OwnPartition(ctx context.Context, partition int32, candida
 		candDir:    base + "/candidates",
 		myCand:     base + "/candidates/" + c.cfg.ProcessID,
 		lockDir:    base + "/lock",
-		log:        c.log.With("partition", partition),
+		log:        log,
 	}
 	o.loop(ctx)
 	return c.loopEnd()
@@ -115,6 +184,7 @@ func checkCandidates(candidates []string) error {
 
 type partitionOwner struct {
 	c          *Coordinator
+	resource   Resource
 	partition  int32
 	candidates []string
 	me         string
@@ -193,7 +263,7 @@ func (o *partitionOwner) step(ctx context.Context, v sessionView) error {
 		return o.release()
 	case mine == 0:
 		lease := queue[0].lease(o.lockDir)
-		lease.Partition = o.partition
+		lease.Partition, lease.Topic = o.partition, o.resource.Topic()
 		o.waitingFor = ""
 		reason, _ := o.c.hold(ctx, lease, v, [2]<-chan zk.Event{childW, lockW}, o.recheck(lease), o.run, o.log)
 		return o.afterTenure(ctx, reason)

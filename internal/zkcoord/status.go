@@ -22,12 +22,18 @@ type Status struct {
 	Chroot     string            `json:"chroot"`
 	Session    string            `json:"session"` // this coordinator's session ID (hex)
 	Partitions []PartitionStatus `json:"partitions"`
+	// Routes are the notification topics' partitions (Routes resources),
+	// by topic, then partition.
+	Routes     []PartitionStatus `json:"routes"`
 	Singletons []SingletonStatus `json:"singletons"`
 }
 
 // PartitionStatus is one partition's ownership.
 type PartitionStatus struct {
-	Partition int32 `json:"partition"`
+	// Topic is the notification topic of a route ("" for a request
+	// partition).
+	Topic     string `json:"topic,omitempty"`
+	Partition int32  `json:"partition"`
 	// Candidates is the configured order [primary, partner, ...] as last
 	// written by a candidate.
 	Candidates []string `json:"candidates"`
@@ -66,29 +72,23 @@ type SingletonStatus struct {
 // Status reads the coordination state of every partition and singleton.
 // Nodes that vanish while it reads are skipped.
 func (c *Coordinator) Status(ctx context.Context) (Status, error) {
-	st := Status{Chroot: c.cfg.Chroot, Session: sessionHex(c.SessionID()), Partitions: []PartitionStatus{}, Singletons: []SingletonStatus{}}
-	parts, _, err := c.conn.Children(c.partitionsPath())
-	if err != nil {
-		return st, fmt.Errorf("list partitions: %w", err)
+	st := Status{Chroot: c.cfg.Chroot, Session: sessionHex(c.SessionID()), Partitions: []PartitionStatus{}, Routes: []PartitionStatus{}, Singletons: []SingletonStatus{}}
+	var err error
+	if st.Partitions, err = c.resourceStatus(ctx, Requests); err != nil {
+		return st, err
 	}
-	for _, name := range parts {
-		if err := ctx.Err(); err != nil {
+	topics, _, err := c.conn.Children(c.routesPath())
+	if err != nil && !errors.Is(err, zk.ErrNoNode) { // a chroot made before routes existed has none
+		return st, fmt.Errorf("list routes: %w", err)
+	}
+	slices.Sort(topics)
+	for _, topic := range topics {
+		ps, err := c.resourceStatus(ctx, Routes(topic))
+		if err != nil {
 			return st, err
 		}
-		p, err := strconv.ParseInt(name, 10, 32)
-		if err != nil {
-			continue
-		}
-		ps, err := c.partitionStatus(int32(p))
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
-			return st, fmt.Errorf("partition %d: %w", p, err)
-		}
-		st.Partitions = append(st.Partitions, ps)
+		st.Routes = append(st.Routes, ps...)
 	}
-	slices.SortFunc(st.Partitions, func(a, b PartitionStatus) int { return cmp.Compare(a.Partition, b.Partition) })
 
 	names, _, err := c.conn.Children(c.singletonsPath())
 	if err != nil {
@@ -111,9 +111,41 @@ func (c *Coordinator) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func (c *Coordinator) partitionStatus(p int32) (PartitionStatus, error) {
-	base := c.partitionsPath() + "/" + strconv.Itoa(int(p))
-	ps := PartitionStatus{Partition: p, Candidates: []string{}, Alive: []string{}}
+// resourceStatus reads the ownership of every partition of resource, in
+// partition order.
+func (c *Coordinator) resourceStatus(ctx context.Context, r Resource) ([]PartitionStatus, error) {
+	out := []PartitionStatus{}
+	parts, _, err := c.conn.Children(c.resourcePath(r))
+	if errors.Is(err, zk.ErrNoNode) && r != Requests {
+		return out, nil // the topic's node vanished while we read
+	}
+	if err != nil {
+		return out, fmt.Errorf("list partitions of %s: %w", r, err)
+	}
+	for _, name := range parts {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		p, err := strconv.ParseInt(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		ps, err := c.partitionStatus(r, int32(p))
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("partition %d of %s: %w", p, r, err)
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b PartitionStatus) int { return cmp.Compare(a.Partition, b.Partition) })
+	return out, nil
+}
+
+func (c *Coordinator) partitionStatus(r Resource, p int32) (PartitionStatus, error) {
+	base := c.resourcePath(r) + "/" + strconv.Itoa(int(p))
+	ps := PartitionStatus{Topic: r.Topic(), Partition: p, Candidates: []string{}, Alive: []string{}}
 	data, _, err := c.conn.Get(base)
 	if err != nil {
 		return ps, err
@@ -190,25 +222,11 @@ func (s Status) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ZooKeeper chroot %s, session %s\n\n", s.Chroot, s.Session)
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tCANDIDATES\tALIVE\tFENCE\tSINCE\tTOKEN\tNOTE")
-	for _, p := range s.Partitions {
-		owner, fence, since, token := "-", "-", "-", "-"
-		if p.Owner != nil {
-			owner, fence, since, token = p.Owner.Process, strconv.FormatInt(p.Owner.Fence, 10),
-				p.Owner.Since.Format(time.RFC3339), p.Owner.Token
-		}
-		note := ""
-		switch {
-		case p.Owner == nil && p.Preferred == "":
-			note = "no live candidate"
-		case p.Owner == nil:
-			note = "unowned (" + p.Preferred + " acquiring)"
-		case p.HandbackPending:
-			note = "handing back to " + p.Preferred
-		case len(p.Queued) > 0:
-			note = "queued: " + p.Queued[0].Process
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, owner, strings.Join(p.Candidates, ","),
-			strings.Join(p.Alive, ","), fence, since, token, note)
+	writePartitions(tw, s.Partitions, false)
+	if len(s.Routes) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "ROUTE\tOWNER\tCANDIDATES\tALIVE\tFENCE\tSINCE\tTOKEN\tNOTE")
+		writePartitions(tw, s.Routes, true)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SINGLETON\tLEADER\tSTANDBYS\tFENCE\tSINCE\tTOKEN")
@@ -225,6 +243,35 @@ func (s Status) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sg.Name, leader, strings.Join(standbys, ","), fence, since, token)
 	}
 	return tw.Flush()
+}
+
+// writePartitions writes one row per partition; a route's first column is
+// topic/partition.
+func writePartitions(tw io.Writer, parts []PartitionStatus, routes bool) {
+	for _, p := range parts {
+		owner, fence, since, token := "-", "-", "-", "-"
+		if p.Owner != nil {
+			owner, fence, since, token = p.Owner.Process, strconv.FormatInt(p.Owner.Fence, 10),
+				p.Owner.Since.Format(time.RFC3339), p.Owner.Token
+		}
+		note := ""
+		switch {
+		case p.Owner == nil && p.Preferred == "":
+			note = "no live candidate"
+		case p.Owner == nil:
+			note = "unowned (" + p.Preferred + " acquiring)"
+		case p.HandbackPending:
+			note = "handing back to " + p.Preferred
+		case len(p.Queued) > 0:
+			note = "queued: " + p.Queued[0].Process
+		}
+		name := strconv.Itoa(int(p.Partition))
+		if routes {
+			name = p.Topic + "/" + name
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, owner, strings.Join(p.Candidates, ","),
+			strings.Join(p.Alive, ","), fence, since, token, note)
+	}
 }
 
 // ErrLeaseLost is wrapped by CheckLease's error when the lock is gone or

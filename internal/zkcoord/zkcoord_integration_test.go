@@ -538,3 +538,82 @@ func TestRunReturningOnItsOwn(t *testing.T) {
 		t.Errorf("after the leader's run failed, status = %+v", st.Singletons)
 	}
 }
+
+// A notification topic's partitions (Routes) are owned apart from the
+// request partitions with the same numbers: their own candidates, locks
+// and fences under <chroot>/routes/<topic>, the request layout untouched;
+// a route fails over to its partner like a request partition does.
+func TestRoutesBesideRequests(t *testing.T) {
+	const timeout = 2 * time.Second
+	zkServer, chroot, log, rec := zkAddr(t), testChroot(t), newTestLog(t), newRecorder(t)
+	proxyA := newProxy(t, zkServer)
+	a := connectT(t, log, proxyA.Addr(), chroot, "a", timeout)
+	b := connectT(t, log, zkServer, chroot, "b", timeout)
+	const topic = "versioned_notifications.info"
+	routes := Assignment{0: {"a", "b"}, 1: {"b", "a"}}
+	// Request partition 0 has the opposite primary: b.
+	background(t, func(ctx context.Context) error { return b.OwnPartition(ctx, 0, []string{"b", "a"}, rec.run("b")) })
+	for _, c := range []*Coordinator{a, b} {
+		proc := c.ProcessID()
+		background(t, func(ctx context.Context) error {
+			return c.OwnResourcePartitions(ctx, Routes(topic), routes, rec.run(proc))
+		})
+	}
+	a1 := rec.mustWait("a", true, 1, 10*time.Second)
+	if a1.lease.Topic != topic || a1.lease.Partition != 0 {
+		t.Fatalf("a's first lease = %+v, want route %s/0", a1.lease, topic)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.current("route "+topic+"/1") != "b" || rec.current("partition 0") != "b" {
+		if time.Now().After(deadline) {
+			t.Fatalf("b owns neither route %s/1 nor request partition 0: %s", topic, rec.dump())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ok, _, err := b.conn.Exists(chroot + "/routes/" + topic + "/0/lock"); err != nil || !ok {
+		t.Fatalf("route lock node under %s/routes: exists %v, %v", chroot, ok, err)
+	}
+	st, err := b.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Partitions) != 1 || st.Partitions[0].Topic != "" || st.Partitions[0].Owner == nil || st.Partitions[0].Owner.Process != "b" {
+		t.Errorf("request partitions = %+v, want partition 0 owned by b alone", st.Partitions)
+	}
+	if len(st.Routes) != 2 || st.Routes[0].Topic != topic || st.Routes[0].Owner == nil || st.Routes[0].Owner.Process != "a" ||
+		st.Routes[0].Owner.Fence != a1.lease.Fence || st.Routes[1].Owner == nil || st.Routes[1].Owner.Process != "b" ||
+		!slices.Equal(st.Routes[0].Candidates, []string{"a", "b"}) {
+		t.Fatalf("routes = %+v", st.Routes)
+	}
+	var text strings.Builder
+	if err := st.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), topic+"/0") {
+		t.Errorf("the text status does not name route %s/0:\n%s", topic, text.String())
+	}
+	t.Logf("status:\n%s", text.String())
+
+	// a dies: b takes its route over after a's session ends.
+	cut := time.Now()
+	proxyA.Stop()
+	var b1 event
+	for i := 1; ; i++ {
+		e := rec.mustWait("b", true, i, timeout+5*time.Second)
+		if e.lease.Topic == topic && e.lease.Partition == 0 {
+			b1 = e
+			break
+		}
+	}
+	takeover := b1.at.Sub(cut)
+	t.Logf("MEASURED route failover: partner took route %s/0 over %v after the cut (session timeout %v)", topic, takeover.Round(time.Millisecond), timeout)
+	if takeover > timeout+2*time.Second {
+		t.Errorf("takeover took %v, want within session timeout + 2s", takeover)
+	}
+	if !(b1.lease.Fence > a1.lease.Fence) {
+		t.Errorf("fence did not grow: %d then %d", a1.lease.Fence, b1.lease.Fence)
+	}
+	if o := rec.overlaps(); len(o) > 0 {
+		t.Errorf("overlapping owners: %v", o)
+	}
+}
