@@ -241,7 +241,7 @@ func TestTopics(t *testing.T) {
 	if byName[cloudservers.TopicRequests].Partitions != 8 {
 		t.Errorf("requests partitions: %+v", byName[cloudservers.TopicRequests])
 	}
-	for _, n := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicSSHKeys}, cloudservers.StateTopics...) {
+	for _, n := range append([]string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicSSHKeys, cloudservers.TopicInstances}, cloudservers.StateTopics...) {
 		if !strings.HasPrefix(byName[n].Config["cleanup.policy"], "compact") {
 			t.Errorf("%s must be compacted: %+v", n, byName[n])
 		}
@@ -258,7 +258,7 @@ func TestTopics(t *testing.T) {
 			t.Errorf("notification topic %s: %+v", n, byName[n])
 		}
 	}
-	if len(ts) != 3+len(cloudservers.StateTopics)+len(cloudservers.NotificationTopics) {
+	if len(ts) != 4+len(cloudservers.StateTopics)+len(cloudservers.NotificationTopics) { // requests, dead letters, SSH keys, instances
 		t.Errorf("%d topics", len(ts))
 	}
 }
