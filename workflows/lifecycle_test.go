@@ -20,8 +20,9 @@ import (
 )
 
 // lifecycleRun runs ServerWorkflow with the real sagas as children and the
-// Cloud as OpenStack; notifications go to the lifecycle, which must forward
-// them to the running saga.
+// Cloud as OpenStack; notifications go straight to the running saga, as the
+// router sends them (or, with relay, to the lifecycle, which must forward
+// them, as for routers before level 1).
 type lifecycleRun struct {
 	env   *testsuite.TestWorkflowEnvironment
 	cloud *sagatest.Cloud
@@ -42,10 +43,14 @@ type childEvent struct {
 // only ends by itself after its server is deleted.
 const runLimit = 6 * time.Hour
 
-func newLifecycle(t *testing.T) *lifecycleRun {
+func newLifecycle(t *testing.T) *lifecycleRun { return newLifecycleWith(t, false) }
+
+func newLifecycleWith(t *testing.T, relay bool) *lifecycleRun {
 	env := sagatest.NewEnv()
 	workflows.Register(env)
-	r := &lifecycleRun{env: env, cloud: sagatest.NewEnvCloud(env), start: env.Now()}
+	cloud := sagatest.NewCloud(sagatest.EnvDeliverer{Env: env, Direct: !relay})
+	cloud.Install(env)
+	r := &lifecycleRun{env: env, cloud: cloud, start: env.Now()}
 	env.SetWorkflowRunTimeout(runLimit)
 	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
 		r.record(childEvent{what: "start", id: info.WorkflowExecution.ID, at: env.Now()})
@@ -167,8 +172,10 @@ func TestLifecycleRunsOperationsOneAtATimeInArrivalOrder(t *testing.T) {
 	}, r.opStatuses())
 }
 
+// Routers before level 1 signalled the lifecycle, which still forwards a
+// notification to its running saga (during a rolling upgrade, say).
 func TestLifecycleForwardsNotificationsToTheRunningSaga(t *testing.T) {
-	r := newLifecycle(t)
+	r := newLifecycleWith(t, true)
 	r.signalAt(0, createReq)
 	stillWaiting(t, r.run(t, workflows.LifecycleInput{}))
 
@@ -178,6 +185,39 @@ func TestLifecycleForwardsNotificationsToTheRunningSaga(t *testing.T) {
 	require.Len(t, ev, 2)
 	assert.NoError(t, ev[1].err)
 	assert.Less(t, ev[1].at.Sub(ev[0].at), eventTimeout, "the build ended on the forwarded .end, not on the timeout")
+}
+
+// The router finds a server's running operation in the servers topic and
+// signals it directly: so the saga publishes its server (with the
+// operation's ID) and the operation as running before it asks OpenStack
+// for anything, and a notification sent straight to op/<id> ends its wait.
+func TestSagaPublishesItsStartBeforeCallingOpenStack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  cloudservers.Request
+		in   workflows.LifecycleInput
+	}{
+		{"create", createReq, workflows.LifecycleInput{}},
+		{"reboot", rebootReq, withServer(activeServer())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLifecycle(t)
+			r.signalAt(0, tc.req)
+			stillWaiting(t, r.run(t, tc.in))
+
+			names := r.cloud.Names()
+			require.NotEmpty(t, names)
+			assert.Equal(t, "PublishState", names[0], "the start state first: %v", names)
+			assert.Equal(t, "PublishState", names[len(names)-1], "the finish in one publication: %v", names)
+			assert.Equal(t, 2, r.cloud.Count("PublishState"))
+			assert.Zero(t, r.cloud.Count("PublishServer")+r.cloud.Count("PublishOperation"), "no publication activity of its own")
+			start := r.cloud.PublishedServers()[0]
+			assert.Equal(t, tc.req.OperationID, start.OperationID, "the server names the operation the router signals")
+			assert.Equal(t, cloudservers.OperationRunning, r.cloud.PublishedOperations()[0].Status)
+			assert.Equal(t, 0, r.cloud.Count("GetNovaServer"), "the directly signalled notification ended the wait")
+			assert.Equal(t, []string{tc.req.OperationID + " running", tc.req.OperationID + " succeeded"}, r.opStatuses())
+		})
+	}
 }
 
 func TestLifecycleLateNotificationOfThePreviousOperation(t *testing.T) {
