@@ -108,7 +108,10 @@ func (r *Requests) Deliver(ctx context.Context, req cloudservers.Request) error 
 			workflows.AttrServerID.ValueSet(req.ServerID),
 		),
 	}
-	in := workflows.LifecycleInput{ServerID: req.ServerID, CustomerID: req.CustomerID, EventTimeout: r.EventTimeout}
+	// A lifecycle this starts runs this build's workflow code level (an
+	// existing one keeps its own: the input of a running workflow does
+	// not change).
+	in := workflows.LifecycleInput{ServerID: req.ServerID, CustomerID: req.CustomerID, EventTimeout: r.EventTimeout, Level: workflows.CodeLevel}
 	_, err := r.Temporal.SignalWithStartWorkflow(ctx, opts.ID, workflows.SignalRequest, req, opts, workflows.ServerWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
