@@ -47,7 +47,7 @@ func TestRecordHistories(t *testing.T) {
 			id := workflows.OperationWorkflowID("rec-" + sc.name)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, sc.saga.Workflow, sc.input())
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, sc.saga.Workflow, levelled(sc.input()))
 			require.NoError(t, err)
 			if sc.cancelAfter != "" {
 				waitFor(t, func() bool { return r.cloud.Count(sc.cancelAfter) > 0 })
@@ -73,7 +73,7 @@ func TestRecordHistories(t *testing.T) {
 
 	t.Run("lifecycle-create-reboot", func(t *testing.T) {
 		srv := "rec-srv-two-ops"
-		r := newRecorder(t, c, func(string) string { return workflows.ServerWorkflowID(srv) })
+		r := newRecorder(t, c, nil) // the router signals the saga
 		create := recRequest(srv, "rec-op-create", cloudservers.OpCreate, createParams)
 		reboot := recRequest(srv, "rec-op-reboot", cloudservers.OpReboot, cloudservers.RebootParams{Type: "soft"})
 		lifecycleID := startLifecycle(t, c, srv, create)
@@ -94,7 +94,7 @@ func TestRecordHistories(t *testing.T) {
 		// in error. (The test environment cannot show this: it completes
 		// a cancelled child at once.)
 		srv := "rec-srv-cancel"
-		r := newRecorder(t, c, func(string) string { return workflows.ServerWorkflowID(srv) })
+		r := newRecorder(t, c, nil) // the router signals the saga
 		r.cloud.Notify("CreateNovaServer") // the build never reports
 		create := recRequest(srv, "rec-op-cancelled", cloudservers.OpCreate, createParams)
 		lifecycleID := startLifecycle(t, c, srv, create)
@@ -253,6 +253,12 @@ func newRecorder(t *testing.T, c client.Client, target func(string) string) *rec
 	return &recorder{cloud: cloud, deliver: d}
 }
 
+// levelled is a saga's input as a lifecycle of this code starts it.
+func levelled(in workflows.OperationInput) workflows.OperationInput {
+	in.Level = workflows.CodeLevel
+	return in
+}
+
 func recRequest(srv, opID string, op cloudservers.OperationType, p any) cloudservers.Request {
 	r := request(opID, op, p)
 	r.ServerID = srv
@@ -263,7 +269,7 @@ func startLifecycle(t *testing.T, c client.Client, srv string, first cloudserver
 	id := workflows.ServerWorkflowID(srv)
 	_, err := c.SignalWithStartWorkflow(context.Background(), id, workflows.SignalRequest, first,
 		client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.ServerWorkflow, workflows.LifecycleInput{ServerID: srv, CustomerID: customerID, EventTimeout: 10 * time.Second})
+		workflows.ServerWorkflow, workflows.LifecycleInput{ServerID: srv, CustomerID: customerID, EventTimeout: 10 * time.Second, Level: workflows.CodeLevel})
 	require.NoError(t, err)
 	return id
 }
