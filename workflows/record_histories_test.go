@@ -334,13 +334,29 @@ func save(t *testing.T, c client.Client, dir, name, id, runID string) {
 	write(t, dir, name, h)
 }
 
+// settled reports whether a history ends with a completed workflow task
+// and the commands it made that need nothing more (a local activity's
+// marker, a search attribute upsert, a timer started).
+func settled(h *historypb.History) bool {
+	for i := len(h.Events) - 1; i >= 0; i-- {
+		switch h.Events[i].GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			return true
+		case enums.EVENT_TYPE_MARKER_RECORDED, enums.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, enums.EVENT_TYPE_TIMER_STARTED:
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 // saveOpen writes the history of a workflow still running (a lifecycle
 // waiting for requests), once it has settled on a completed workflow task.
 func saveOpen(t *testing.T, c client.Client, dir, name, id string) {
 	var h *historypb.History
 	waitFor(t, func() bool {
 		h = history(t, c, id, "")
-		return h.Events[len(h.Events)-1].GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+		return settled(h)
 	})
 	write(t, dir, name, h)
 }

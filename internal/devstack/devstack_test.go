@@ -264,9 +264,11 @@ func TestTopics(t *testing.T) {
 }
 
 func TestKafkaConfig(t *testing.T) {
-	id := newKafkaClusterID()
-	if len(id) != 22 || strings.ContainsAny(id, "+/=") {
-		t.Errorf("cluster id %q", id)
+	for range 1000 { // 1 in 64 random IDs would start with '-'
+		id := newKafkaClusterID()
+		if len(id) != 22 || strings.ContainsAny(id, "+/=") || id[0] == '-' {
+			t.Fatalf("cluster id %q", id)
+		}
 	}
 	props := kafkaServerProperties(Config{KafkaPort: 1111, KafkaControllerPort: 2222}, "/d")
 	for _, want := range []string{
