@@ -65,7 +65,7 @@ type Env struct {
 func DefaultConfig() Config {
 	return Config{
 		N: 100, C: 20, BootTime: 3 * time.Second, DeleteTime: time.Second,
-		AcceptSingle: 30, AcceptConcurrent: 100, AcceptClients: 20, Customers: 40,
+		AcceptSingle: 20, AcceptConcurrent: 80, AcceptClients: 20, Customers: 40,
 		HistorySample: 10, OpTimeout: 3 * time.Minute,
 		JSONPath: "bench/report.json", PicturePath: "bench/report.png",
 	}

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -25,12 +26,12 @@ var (
 func (rep *Report) WritePicture(path string) error {
 	panels := [][]*plot.Plot{{nil, nil}, {nil, nil}}
 	var err error
-	if panels[0][0], err = rep.boxes("accept: POST → 202 beside a raw produce (ms, log scale)", true,
+	if panels[0][0], err = rep.boxes("accept: POST → 202 beside a raw produce (ms, log scale)", true, 1,
 		[]string{"accept/system/1", "accept/raw/1", fmt.Sprintf("accept/system/%d", rep.Config.AcceptClients), fmt.Sprintf("accept/raw/%d", rep.Config.AcceptClients)},
 		[]string{"system\n1 client", "raw\n1 producer", fmt.Sprintf("system\n%d clients", rep.Config.AcceptClients), fmt.Sprintf("raw\n%d producers", rep.Config.AcceptClients)}); err != nil {
 		return err
 	}
-	if panels[0][1], err = rep.boxes(fmt.Sprintf("POST → succeeded, %d at %d clients (s)", rep.Config.N, rep.Config.C), false,
+	if panels[0][1], err = rep.boxes(fmt.Sprintf("POST → succeeded, %d at %d clients (s)", rep.Config.N, rep.Config.C), false, 1000,
 		[]string{"create/system", "create/raw", "delete/system", "delete/raw"},
 		[]string{"create\nsystem", "create\nraw workflow", "delete\nsystem", "delete\nraw workflow"}); err != nil {
 		return err
@@ -109,7 +110,7 @@ func newPlot(title string) *plot.Plot {
 
 // boxes draws one box plot per series (quartiles, whiskers, outliers),
 // system and raw alternating.
-func (rep *Report) boxes(title string, logScale bool, series, labels []string) (*plot.Plot, error) {
+func (rep *Report) boxes(title string, logScale bool, scale float64, series, labels []string) (*plot.Plot, error) {
 	p := newPlot(title)
 	if logScale {
 		p.Y.Scale = plot.LogScale{}
@@ -119,6 +120,10 @@ func (rep *Report) boxes(title string, logScale bool, series, labels []string) (
 		vals := rep.Samples[name]
 		if len(vals) == 0 {
 			continue
+		}
+		vals = slices.Clone(vals)
+		for k := range vals {
+			vals[k] /= scale
 		}
 		v := make(plotter.Values, len(vals))
 		for k, x := range vals {
@@ -168,5 +173,7 @@ func bars(title string, labels []string, vals []float64) (*plot.Plot, error) {
 	}
 	p.NominalX(labels...)
 	p.Y.Min = 0
+	// Room above the tallest bar for its label.
+	p.Y.Max = max(slices.Max(vals)*1.12, 1)
 	return p, nil
 }

@@ -35,9 +35,9 @@ type Report struct {
 // engines in the same run. Sections other than this package's (the router
 // benchmark, say) append rows of the same type through Report.Add.
 type Row struct {
-	Section string `json:"section"`
-	Measure string `json:"measure"`
-	Unit    string `json:"unit"`
+	Section string  `json:"section"`
+	Measure string  `json:"measure"`
+	Unit    string  `json:"unit"`
 	System  float64 `json:"system"`
 	// Baseline is nil where the measure has none (a count the target bounds
 	// on its own).
@@ -63,7 +63,9 @@ type Target struct {
 func AtMost(factor, offset float64) *Target { return &Target{Op: "<=", Factor: factor, Offset: offset} }
 
 // AtLeast is the target System >= factor×baseline + offset.
-func AtLeast(factor, offset float64) *Target { return &Target{Op: ">=", Factor: factor, Offset: offset} }
+func AtLeast(factor, offset float64) *Target {
+	return &Target{Op: ">=", Factor: factor, Offset: offset}
+}
 
 // AtMostAbs is the target System <= limit.
 func AtMostAbs(limit float64) *Target { return &Target{Op: "<=", Offset: limit, Absolute: true} }

@@ -153,15 +153,15 @@ func (r *runner) accept(ctx context.Context, tr *tracker, custs []*customer) err
 
 // sampled is a server whose histories are counted.
 type sampled struct {
-	serverID         string
-	createOp         string
-	afterCreate      historyCount // lifecycle, once the create settled
-	createOpCount    historyCount
-	deleteOp         string
-	afterDelete      historyCount
-	deleteOpCount    historyCount
-	lifecycleErr     error
-	lifecycleShrunk  bool
+	serverID        string
+	createOp        string
+	afterCreate     historyCount // lifecycle, once the create settled
+	createOpCount   historyCount
+	deleteOp        string
+	afterDelete     historyCount
+	deleteOpCount   historyCount
+	lifecycleErr    error
+	lifecycleShrunk bool
 }
 
 // creates runs N creates from C concurrent clients, each followed to its
