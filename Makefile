@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run stack fetch test unit chaos bench docs docs-check check-tools clean
+.PHONY: all build run stack fetch test unit chaos bench bench-report bench-micro docs docs-check check-tools clean
 
 all: build
 
@@ -38,8 +38,16 @@ test: build
 chaos: build
 	scripts/test-stack.sh go test -race -tags integration -count=1 -v -timeout 30m ./chaos/
 
-## bench: the notification decoder and the router against their raw baselines (the router on a real Kafka)
-bench: build
+## bench: the benchmark report (the whole system beside raw baselines on the same engines, on a stack of its own:
+##        table on stdout, bench/report.json, bench/report.png; flags in BENCH_FLAGS, e.g. BENCH_FLAGS="-n 200 -c 20"),
+##        then the micro-benchmarks
+bench: bench-report bench-micro
+
+bench-report: build
+	./$(BIN) bench $(BENCH_FLAGS)
+
+## bench-micro: the notification decoder and the router against their raw baselines (the router on a real Kafka)
+bench-micro: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/notification/
 	scripts/test-stack.sh $(GO) test -tags integration -run '^$$' -bench 'Router|CommitOffset' -benchtime 3000x -count 3 ./bridge/
 

@@ -51,6 +51,10 @@ func runDev(ctx context.Context, args []string) error {
 	apiPort := fs.Int("api-port", 0, "API port (0 = the one used last time if free, else any free port)")
 	cloud := fs.String("cloud", "sim", `"sim": start the OpenStack simulator; "env": use the cloud of OS_CLOUD/clouds.yaml or OS_* (real OpenStack)`)
 	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout of the bridges")
+	// The benchmark (cloudservers bench) sets the simulated boot and
+	// delete times, which its raw baselines wait for too.
+	simBoot := fs.Duration("sim-boot-time", 3*time.Second, "the simulator's time from create to ACTIVE (-cloud sim)")
+	simDelete := fs.Duration("sim-delete-time", time.Second, "the simulator's time from delete to gone (-cloud sim)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,7 +92,8 @@ func runDev(ctx context.Context, args []string) error {
 			// The simulated cloud is kept in the data folder with Kafka's
 			// read model of it, so that a restart finds the servers both know.
 			Name: "openstack-sim", Cmd: []string{self, "sim", "-listen", simAddr, "-kafka", strings.Join(e.Kafka, ","),
-				"-state-file", filepath.Join(cfg.DataDir, "openstacksim", "state.json")},
+				"-state-file", filepath.Join(cfg.DataDir, "openstacksim", "state.json"),
+				"-boot-time", simBoot.String(), "-delete-time", simDelete.String()},
 			Env: env, LogFile: filepath.Join(logs, "openstack-sim.log"),
 			Ready: devstack.HTTPReady("http://" + simAddr + "/identity/v3"),
 		}); err != nil {

@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"admin":  {"administration: create-key", runAdmin},
 		"status": {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
 		"dev":    {"run the whole system on this machine (what make run does)", runDev},
+		"bench":  {"the benchmark report: the system beside raw baselines on the same engines (what make bench does)", runBench},
 
 		"servers": {"the customer CLI: create, list, get, delete, reboot, power-off, power-on, resize, keys... (-wait follows an operation)", runServersCLI},
 	}
