@@ -30,8 +30,12 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data", "", "data folder of the system (default: a fresh temporary one, removed at the end)")
 	fs.BoolVar(&cfg.KeepData, "keep-data", false, "keep the temporary data folder (its logs/) after the run")
 	fs.StringVar(&cfg.CacheDir, "cache", devstack.DefaultCacheDir(), "cache folder of Kafka, ZooKeeper and Temporal (env CLOUDSERVERS_CACHE)")
+	routerNotifications := fs.Int("router-notifications", 30_000, "notifications of the router section (0: no router section)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *routerNotifications > 0 {
+		cfg.Sections = append(cfg.Sections, bench.RouterSection(bench.RouterScaleConfig{Notifications: *routerNotifications}))
 	}
 	self, err := os.Executable()
 	if err != nil {

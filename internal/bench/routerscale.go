@@ -437,3 +437,41 @@ func deleteTopic(brokers []string, topic string) {
 	defer admin.Close()
 	_ = admin.DeleteTopic(topic)
 }
+
+// RouterSection is the report's router part: RouterScale on the running
+// system's Kafka, a row per process count beside the bare consumer, the
+// scaling from one process, and the Temporal calls foreign notifications
+// cost (issue targets: per process >= 0.8x the bare consumer, 3
+// processes >= 2.4x one, 0 calls per 1,000 foreign).
+func RouterSection(cfg RouterScaleConfig) Section {
+	return Section{Name: "router", Run: func(ctx context.Context, env *Env, rep *Report) error {
+		cfg.Brokers = env.Endpoints.Kafka
+		res, err := RouterScale(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		foreign := fmt.Sprintf("%.0f %% foreign", 100*float64(res.Foreign)/float64(res.Notifications))
+		for _, row := range res.Rows {
+			perProcess := row.RouterPerSec / float64(row.Processes)
+			rep.Add(NewRow("router", fmt.Sprintf("notifications/s per process, %d process(es), %s (raw: bare sarama consumer)", row.Processes, foreign),
+				"/s", perProcess, &row.BarePerSec, AtLeast(0.8, 0)))
+			if row.Processes > 1 {
+				var one *float64
+				for _, r := range res.Rows {
+					if r.Processes == 1 {
+						v := r.RouterPerSec
+						one = &v
+					}
+				}
+				target := (*Target)(nil)
+				if row.Processes == 3 {
+					target = AtLeast(2.4, 0)
+				}
+				rep.Add(NewRow("router", fmt.Sprintf("notifications/s, %d processes (raw: 1 process)", row.Processes), "/s", row.RouterPerSec, one, target))
+			}
+			rep.Add(NewRow("router", fmt.Sprintf("Temporal calls per 1,000 foreign notifications, %d process(es)", row.Processes), "calls",
+				row.TemporalCallsPer1000Foreign, nil, AtMostAbs(0)))
+		}
+		return nil
+	}}
+}
