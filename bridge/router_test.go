@@ -236,3 +236,35 @@ func TestRouterTemporalAnswers(t *testing.T) {
 		assert.Contains(t, err.Error(), "signal instance.reboot.end of server "+server+" to operation op-1")
 	})
 }
+
+// The look at a glance decides what decoding would, or leaves the record
+// to decoding: over every capture of the kit, as they are (other tenants'
+// instances) and renamed as the system's own.
+func TestForeignAtAGlance(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join("..", "internal", "notification", "testdata", "*-*"))
+	require.NoError(t, err)
+	glanced, instanceEvents := 0, 0
+	for _, d := range dirs {
+		name := filepath.Base(d)
+		for _, serverID := range []string{"", "0190a5a0-0000-7000-8000-0000000000aa"} {
+			for _, b := range scenario(t, name, serverID) {
+				ev, err := notification.Decode(b)
+				require.NoError(t, err)
+				_, ours := ServerOf(ev)
+				if serverID == "" && ev.DisplayName != "" {
+					instanceEvents++
+				}
+				if !foreignAtAGlance(b) {
+					continue
+				}
+				glanced++
+				assert.False(t, ours, "%s: a record of the system's own skipped at a glance: %s", name, ev.EventType)
+				assert.True(t, ev.DisplayName != "" || len(ev.Metadata) > 0, "%s: %s has no name: it must be looked up", name, ev.EventType)
+			}
+		}
+	}
+	assert.Equal(t, instanceEvents, glanced, "every foreign record that names its instance is decided at a glance")
+	assert.Greater(t, glanced, 50)
+	assert.False(t, foreignAtAGlance([]byte(`{"event_type":"compute_task.build_instances.error","payload":{"instance_id":"x"}}`)), "a UUID-only record is looked up")
+	assert.False(t, foreignAtAGlance([]byte(`{"payload":{"display_name":""}}`)), "an empty name is decoded")
+}
