@@ -225,11 +225,17 @@ func kafkaPrepare(ctx context.Context, cfg Config, t tools) (props, log4j string
 // newKafkaClusterID returns a random cluster id in Kafka's Uuid format
 // (16 bytes, URL-safe base64 without padding).
 func newKafkaClusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // a version-4 UUID, like Uuid.randomUuid
-	b[8] = b[8]&0x3f | 0x80
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		b[6] = b[6]&0x0f | 0x40 // a version-4 UUID, like Uuid.randomUuid
+		b[8] = b[8]&0x3f | 0x80
+		// Not one that starts with "-": the storage tool would take it for
+		// an option (Uuid.randomUuid skips those too). Seen in a test run.
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 func kafkaProcess(cfg Config, t tools, props, log4j string) Process {

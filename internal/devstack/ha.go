@@ -440,8 +440,50 @@ func (s *Stack) startKafkaCluster(ctx context.Context, t tools, ports map[string
 	if err := awaitLiveBrokers(ctx, brokers, haMembers); err != nil {
 		return err
 	}
-	if err := createTopics(ctx, brokers, Topics(cfg.RequestPartitions), HAReplicationFactor, HAMinInsyncReplicas, cfg.Log); err != nil {
+	topics := Topics(cfg.RequestPartitions)
+	if err := createTopics(ctx, brokers, topics, HAReplicationFactor, HAMinInsyncReplicas, cfg.Log); err != nil {
 		return fmt.Errorf("devstack: create topics: %w", err)
+	}
+	// Each broker learns of new topics from the controller a moment
+	// later; a client that asks another broker in between is told they do
+	// not exist (seen in the HA test). Wait until every broker knows.
+	var names []string
+	for _, t := range topics {
+		names = append(names, t.Name)
+	}
+	for _, b := range brokers {
+		if err := pollUntil(ctx, 30*time.Second, func(context.Context) error { return brokerKnowsTopics(b, names) }); err != nil {
+			return fmt.Errorf("devstack: topics on broker %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// brokerKnowsTopics asks the broker at addr itself for the topics'
+// metadata: each must exist with a leader for every partition.
+func brokerKnowsTopics(addr string, names []string) error {
+	b := sarama.NewBroker(addr)
+	if err := b.Open(saramaConfig()); err != nil {
+		return err
+	}
+	defer b.Close()
+	req := sarama.NewMetadataRequest(sarama.V3_6_0_0, names)
+	md, err := b.GetMetadata(req)
+	if err != nil {
+		return err
+	}
+	for _, t := range md.Topics {
+		if t.Err != sarama.ErrNoError || len(t.Partitions) == 0 {
+			return fmt.Errorf("topic %s: %v", t.Name, t.Err)
+		}
+		for _, p := range t.Partitions {
+			if p.Err != sarama.ErrNoError || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d: no leader yet", t.Name, p.ID)
+			}
+		}
+	}
+	if len(md.Topics) < len(names) {
+		return fmt.Errorf("%d of %d topics known", len(md.Topics), len(names))
 	}
 	return nil
 }
