@@ -31,9 +31,9 @@ type DevEndpoints struct {
 	CloudsYAML string            `json:"clouds_yaml,omitempty"`
 	Bridges    map[string]string `json:"bridges"` // process ID -> status URL
 	// With -topology ha: every API replica (API is the first) and worker.
-	APIs    map[string]string `json:"apis,omitempty"`    // replica -> base URL
-	Workers map[string]int    `json:"workers,omitempty"` // name -> pid
-	Customers  []DemoCustomer    `json:"customers"`
+	APIs      map[string]string `json:"apis,omitempty"`    // replica -> base URL
+	Workers   map[string]int    `json:"workers,omitempty"` // name -> pid
+	Customers []DemoCustomer    `json:"customers"`
 }
 
 // DemoCustomer is a demo customer and its API key.
