@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run stack fetch test unit chaos bench bench-report bench-micro docs docs-check check-tools clean
+.PHONY: all build run run-ha stack stack-ha fetch fetch-ha test test-ha unit chaos bench bench-report bench-micro docs docs-check check-tools clean
 
 all: build
 
@@ -21,6 +21,24 @@ build: check-tools
 ## run: the whole system (ZooKeeper, Kafka, Temporal + UI, OpenStack simulator, API, two bridges, worker)
 run: build
 	./$(BIN) dev
+
+## run-ha: the whole system on the HA topology (3 ZooKeeper, 3 Kafka brokers RF 3, Temporal server on PostgreSQL + UI,
+##         2 API replicas, 3 bridges, 2 workers, the simulator), data in .data/ha
+run-ha: build
+	./$(BIN) dev -topology ha
+
+## stack-ha: only the HA infrastructure
+stack-ha: build
+	./$(BIN) stack -topology ha
+
+## fetch-ha: the jars, and build the Temporal server, temporal-sql-tool and the UI server into the cache
+fetch-ha: build
+	./$(BIN) stack -topology ha -fetch-only
+
+## test-ha: start the HA topology and check it: 3 brokers, RF 3 / min ISR 2, the ZooKeeper quorum, Temporal shards, UI;
+##          then kill -9 a broker (acks=all produce still succeeds) and the ZooKeeper leader (another is elected)
+test-ha: build
+	CLOUDSERVERS_HA=1 $(GO) test -race -tags integration -count=1 -v -timeout 20m -run 'TestHATopology' ./internal/devstack/
 
 ## stack: only ZooKeeper, Kafka and Temporal
 stack: build

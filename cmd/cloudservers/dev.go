@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -31,7 +30,10 @@ type DevEndpoints struct {
 	SimAdmin   string            `json:"sim_admin,omitempty"` // simulator admin API (faults, calls, inventory)
 	CloudsYAML string            `json:"clouds_yaml,omitempty"`
 	Bridges    map[string]string `json:"bridges"` // process ID -> status URL
-	Customers  []DemoCustomer    `json:"customers"`
+	// With -topology ha: every API replica (API is the first) and worker.
+	APIs      map[string]string `json:"apis,omitempty"`    // replica -> base URL
+	Workers   map[string]int    `json:"workers,omitempty"` // name -> pid
+	Customers []DemoCustomer    `json:"customers"`
 }
 
 // DemoCustomer is a demo customer and its API key.
@@ -41,6 +43,15 @@ type DemoCustomer struct {
 }
 
 var bridgeIDs = []string{"bridge-a", "bridge-b"}
+
+// The application's processes per topology: -topology ha runs two API
+// replicas, three bridges (each partition: a primary and two partners, in
+// order) and two workers.
+var (
+	haAPIIDs    = []string{"api-1", "api-2"}
+	haBridgeIDs = []string{"bridge-a", "bridge-b", "bridge-c"}
+	haWorkerIDs = []string{"worker-1", "worker-2"}
+)
 
 // runDev runs the whole system on this machine until stopped.
 func runDev(ctx context.Context, args []string) error {
@@ -55,15 +66,25 @@ func runDev(ctx context.Context, args []string) error {
 	// delete times, which its raw baselines wait for too.
 	simBoot := fs.Duration("sim-boot-time", 3*time.Second, "the simulator's time from create to ACTIVE (-cloud sim)")
 	simDelete := fs.Duration("sim-delete-time", time.Second, "the simulator's time from delete to gone (-cloud sim)")
+	topology := fs.String("topology", devstack.TopologySingle, `"single": one of each; "ha": the HA infrastructure of "stack -topology ha" in <data>/ha, two API replicas, three bridges, two workers`)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	apiIDs, bridges, workers := []string{"api-1"}, bridgeIDs, []string{"worker"}
+	start := devstack.Start
+	switch *topology {
+	case devstack.TopologySingle:
+	case devstack.TopologyHA:
+		apiIDs, bridges, workers, start = haAPIIDs, haBridgeIDs, haWorkerIDs, devstack.StartHA
+	default:
+		return fmt.Errorf("-topology %q: use %q or %q", *topology, devstack.TopologySingle, devstack.TopologyHA)
 	}
 	cfg.Log = os.Stderr
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	st, err := devstack.Start(ctx, cfg)
+	st, err := start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -71,7 +92,7 @@ func runDev(ctx context.Context, args []string) error {
 	cfg = st.Config()
 	e := st.Endpoints()
 	logs := filepath.Join(cfg.DataDir, "logs")
-	ports, err := appPorts(cfg.DataDir, *apiPort)
+	ports, err := appPorts(cfg.DataDir, *apiPort, append(append([]string{}, apiIDs[1:]...), bridges...))
 	if err != nil {
 		return err
 	}
@@ -115,16 +136,24 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer tc.Close()
-	if err := g.Start(ctx, devstack.Process{
-		Name: "worker", Cmd: []string{self, "worker"}, Env: env, LogFile: filepath.Join(logs, "worker.log"),
-		Ready: workerPolling(tc),
-	}); err != nil {
-		return err
+	for i, w := range workers {
+		if err := g.Start(ctx, devstack.Process{
+			Name: w, Cmd: []string{self, "worker"}, Env: env, LogFile: filepath.Join(logs, w+".log"),
+			Ready: workerPolling(tc, i+1),
+		}); err != nil {
+			return err
+		}
+		if len(workers) > 1 {
+			if out.Workers == nil {
+				out.Workers = map[string]int{}
+			}
+			out.Workers[w] = g.Pid(w)
+		}
 	}
-	for i, id := range bridgeIDs {
+	for i, id := range bridges {
 		status := hostPort(ports[id])
 		if err := g.Start(ctx, devstack.Process{
-			Name: id, Cmd: []string{self, "bridge", "-id", id, "-processes", strings.Join(bridgeIDs, ","),
+			Name: id, Cmd: []string{self, "bridge", "-id", id, "-processes", strings.Join(bridges, ","),
 				"-session-timeout", session.String(), "-status-listen", status},
 			Env: env, LogFile: filepath.Join(logs, id+".log"),
 			Ready: devstack.HTTPReady("http://" + status + "/healthz"),
@@ -134,14 +163,30 @@ func runDev(ctx context.Context, args []string) error {
 		out.Bridges[id] = "http://" + status + "/status"
 		_ = i
 	}
-	apiAddr := hostPort(ports["api"])
-	if err := g.Start(ctx, devstack.Process{
-		Name: "api", Cmd: []string{self, "api", "-listen", apiAddr, "-replica", "api-1"}, Env: env,
-		LogFile: filepath.Join(logs, "api.log"), Ready: devstack.HTTPReady("http://" + apiAddr + "/readyz"),
-	}); err != nil {
-		return err
+	for i, id := range apiIDs {
+		// The first replica keeps the single topology's names ("api",
+		// api.log), so its URL and log stay where they were.
+		name, port := "api", ports["api"]
+		if i > 0 {
+			name, port = id, ports[id]
+		}
+		apiAddr := hostPort(port)
+		if err := g.Start(ctx, devstack.Process{
+			Name: name, Cmd: []string{self, "api", "-listen", apiAddr, "-replica", id}, Env: env,
+			LogFile: filepath.Join(logs, name+".log"), Ready: devstack.HTTPReady("http://" + apiAddr + "/readyz"),
+		}); err != nil {
+			return err
+		}
+		if i == 0 {
+			out.API = "http://" + apiAddr
+		}
+		if len(apiIDs) > 1 {
+			if out.APIs == nil {
+				out.APIs = map[string]string{}
+			}
+			out.APIs[id] = "http://" + apiAddr
+		}
 	}
-	out.API = "http://" + apiAddr
 	out.SwaggerUI = out.API + "/swagger/index.html"
 	out.Customers, err = demoCustomers(ctx, cfg.DataDir, e.Kafka)
 	if err != nil {
@@ -160,7 +205,7 @@ Cloud Servers is running.
   Swagger UI   %s
   Temporal UI  %s  (namespace %s)
   OpenStack    %s
-  bridges      %s, %s
+  bridges      %s
 
   endpoints and demo API keys: %s
   logs: %s
@@ -170,7 +215,11 @@ Cloud Servers is running.
 
 Ctrl-C stops everything.
 `, out.API, out.SwaggerUI, e.TemporalUI, e.TemporalNamespace, out.OpenStack,
-		out.Bridges[bridgeIDs[0]], out.Bridges[bridgeIDs[1]], path, logs, path, out.API)
+		bridgeList(out.Bridges, bridges), path, logs, path, out.API)
+	if *topology == devstack.TopologyHA {
+		fmt.Fprintf(os.Stderr, "\nHA topology: API replicas %v, workers %v, ZooKeeper %s, Kafka %s, PostgreSQL %s\n",
+			out.APIs, workers, e.ZooKeeper, strings.Join(e.Kafka, ","), e.PostgreSQL)
+	}
 
 	for {
 		select {
@@ -180,12 +229,17 @@ Ctrl-C stops everything.
 		case ex := <-g.Exits():
 			// A bridge may be killed on purpose to watch its partner take
 			// over: report it and carry on. Anything else ends the run.
-			if strings.HasPrefix(ex.Name, "bridge-") {
+			if strings.HasPrefix(ex.Name, "bridge-") || (*topology == devstack.TopologyHA && ex.Name != "openstack-sim") {
 				fmt.Fprintf(os.Stderr, "%s exited (%v); its partitions move to its partner. Last lines:\n%s\n", ex.Name, ex.Err, ex.Tail)
 				continue
 			}
 			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
 		case ex := <-st.Exits():
+			if *topology == devstack.TopologyHA {
+				// A cluster member is down: the cluster is meant to carry on.
+				fmt.Fprintf(os.Stderr, "%s exited (%v); the cluster carries on without it. Last lines:\n%s\n", ex.Name, ex.Err, ex.Tail)
+				continue
+			}
 			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
 		}
 	}
@@ -196,13 +250,13 @@ func hostPort(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(
 // appPorts chooses the application's ports: those recorded for this data
 // folder when free, so URLs survive restarts, else free ones. An explicit
 // API port must be free.
-func appPorts(dataDir string, apiPort int) (map[string]int, error) {
+func appPorts(dataDir string, apiPort int, others []string) (map[string]int, error) {
 	path := filepath.Join(dataDir, "app-ports.json")
 	ports := map[string]int{}
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &ports)
 	}
-	names := append([]string{"api", "sim"}, bridgeIDs...)
+	names := append([]string{"api", "sim"}, others...)
 	for _, n := range names {
 		if n == "api" && apiPort != 0 {
 			if !portFree(apiPort) {
@@ -250,15 +304,15 @@ func simCloudsYAML(authURL string) string {
 `
 }
 
-// workerPolling is ready once a worker polls the task queue.
-func workerPolling(tc client.Client) func(context.Context) error {
+// workerPolling is ready once n workers poll the task queue.
+func workerPolling(tc client.Client, n int) func(context.Context) error {
 	return func(ctx context.Context) error {
 		d, err := tc.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
 		if err != nil {
 			return err
 		}
-		if len(d.GetPollers()) == 0 {
-			return errors.New("no worker polls " + workflows.TaskQueue + " yet")
+		if len(d.GetPollers()) < n {
+			return fmt.Errorf("%d of %d workers poll %s yet", len(d.GetPollers()), n, workflows.TaskQueue)
 		}
 		return nil
 	}
@@ -283,4 +337,12 @@ func demoCustomers(ctx context.Context, dataDir string, brokers []string) ([]Dem
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	return out, os.WriteFile(path, b, 0o600)
+}
+
+func bridgeList(urls map[string]string, ids []string) string {
+	var l []string
+	for _, id := range ids {
+		l = append(l, urls[id])
+	}
+	return strings.Join(l, ", ")
 }

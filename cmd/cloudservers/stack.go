@@ -42,7 +42,8 @@ flags:
 	fs.IntVar(&cfg.RequestPartitions, "request-partitions", 6, "partitions of the "+"cloudservers.requests topic")
 	fs.StringVar(&cfg.Namespace, "namespace", devstack.DefaultNamespace, "Temporal namespace to create")
 	endpointsFile := fs.String("endpoints-file", "", "write the endpoints as JSON to this file once ready (removed on stop)")
-	fetchOnly := fs.Bool("fetch-only", false, "only fetch the jars and build the Temporal CLI, then exit")
+	fetchOnly := fs.Bool("fetch-only", false, "only fetch the jars and build the Temporal CLI (-topology ha: the Temporal server, its SQL tool and UI server), then exit")
+	topology := fs.String("topology", devstack.TopologySingle, `"single": one ZooKeeper, one Kafka broker, the Temporal dev server; "ha": 3 ZooKeeper servers, 3 Kafka brokers (RF 3, min.insync.replicas 2), the Temporal server on PostgreSQL and its UI, in <data>/ha on free ports (the -*-port flags are for "single")`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +51,12 @@ flags:
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	cfg.Log = os.Stderr
+	if *topology != devstack.TopologySingle && *topology != devstack.TopologyHA {
+		return fmt.Errorf("-topology %q: use %q or %q", *topology, devstack.TopologySingle, devstack.TopologyHA)
+	}
+	if *topology == devstack.TopologyHA {
+		return runStackHA(ctx, cfg, *fetchOnly, *endpointsFile)
+	}
 
 	if *fetchOnly {
 		if err := devstack.Ensure(ctx, cfg); err != nil {
@@ -95,4 +102,54 @@ flags:
 	case x := <-st.Exits():
 		return fmt.Errorf("%s (pid %d) exited unexpectedly (%v); stopping the stack\n--- last lines of its log ---\n%s", x.Name, x.Pid, x.Err, x.Tail)
 	}
+}
+
+// runStackHA runs the HA topology until ctx is cancelled. A member that
+// dies is reported and the rest carries on: surviving it is the point.
+func runStackHA(ctx context.Context, cfg devstack.Config, fetchOnly bool, endpointsFile string) error {
+	if fetchOnly {
+		if err := devstack.EnsureHA(ctx, cfg); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "everything is in", cfg.CacheDir)
+		return nil
+	}
+	st, err := devstack.StartHA(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	e := st.Endpoints()
+	printHAEndpoints(e)
+	if endpointsFile != "" {
+		if err := devstack.WriteEndpoints(endpointsFile, e); err != nil {
+			return err
+		}
+		defer os.Remove(endpointsFile)
+		fmt.Fprintf(os.Stderr, "  endpoints    %s\n", endpointsFile)
+	}
+	fmt.Fprintln(os.Stderr, "\nrunning; Ctrl-C stops everything")
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "stopping")
+			return nil
+		case x := <-st.Exits():
+			fmt.Fprintf(os.Stderr, "%s (pid %d) exited (%v); the cluster carries on without it. Last lines of its log:\n%s\n", x.Name, x.Pid, x.Err, x.Tail)
+		}
+	}
+}
+
+func printHAEndpoints(e devstack.Endpoints) {
+	fmt.Fprintf(os.Stderr, `
+  topology     ha
+  ZooKeeper    %s
+  Kafka        %s (RF %d, min.insync.replicas %d)
+  controllers  %s
+  PostgreSQL   %s
+  Temporal     %s (namespace %s, %d history shards)
+  Temporal UI  %s
+  logs         %s
+`, e.ZooKeeper, strings.Join(e.Kafka, ","), e.ReplicationFactor, e.MinInsyncReplicas, strings.Join(e.KafkaControllers, ","),
+		e.PostgreSQL, e.Temporal, e.TemporalNamespace, e.TemporalHistoryShards, e.TemporalUI, e.LogDir)
 }

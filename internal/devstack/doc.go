@@ -4,6 +4,12 @@
 // its Web UI. It also holds the small process supervisor (Group) that the
 // `dev` command uses for the application's own processes.
 //
+// StartHA runs the HA topology instead (ha.go): a 3-server ZooKeeper
+// ensemble, 3 Kafka nodes (RF 3, min.insync.replicas 2), the Temporal
+// server on PostgreSQL (postgres.go, temporalserver.go) and its UI, in
+// <DataDir>/ha; it needs PostgreSQL (Debian: postgresql) and builds the
+// server, temporal-sql-tool and the UI server into <cache>/bin.
+//
 // # What it needs, and the cache
 //
 // A Java 17+ runtime (java on PATH or $JAVA_HOME), Maven (mvn) the first

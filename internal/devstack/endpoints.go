@@ -34,6 +34,16 @@ type Endpoints struct {
 	Pid int `json:"pid,omitempty"`
 	// Pids are the stack's child processes by name.
 	Pids map[string]int `json:"pids,omitempty"`
+
+	// The HA topology (StartHA) also fills these; ZooKeeper is then the
+	// whole connect string of the ensemble.
+	Topology              string   `json:"topology,omitempty"` // "ha"; empty for the single-node stack
+	ZooKeeperServers      []string `json:"zookeeper_servers,omitempty"`
+	KafkaControllers      []string `json:"kafka_controllers,omitempty"`
+	ReplicationFactor     int      `json:"replication_factor,omitempty"`
+	MinInsyncReplicas     int      `json:"min_insync_replicas,omitempty"`
+	PostgreSQL            string   `json:"postgresql,omitempty"` // host:port (user temporal, trust auth on loopback)
+	TemporalHistoryShards int      `json:"temporal_history_shards,omitempty"`
 }
 
 // WriteEndpoints writes e to path as JSON, atomically (a reader polling

@@ -44,6 +44,10 @@ type Process struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
 	// (default 20 seconds).
 	StopTimeout time.Duration
+	// Credential, when set, runs the process as another user (PostgreSQL
+	// refuses to run as root). Go sets it before Pdeathsig, so the child
+	// still dies with its parent.
+	Credential *syscall.Credential
 }
 
 // Exit reports a process of a Group that ended on its own (not through
@@ -138,7 +142,7 @@ func (g *Group) launch(p Process) (*proc, error) {
 	cmd := exec.Command(p.Cmd[0], p.Cmd[1:]...)
 	cmd.Dir = p.Dir
 	cmd.Env = append(os.Environ(), p.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.Credential}
 	if p.LogFile != "" {
 		if err := os.MkdirAll(filepath.Dir(p.LogFile), 0o755); err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -78,6 +79,12 @@ func Topics(requestPartitions int) []TopicSpec {
 // keeps its configuration; one with fewer partitions than asked is grown
 // (a topic can never shrink). It is idempotent.
 func CreateTopics(ctx context.Context, brokers []string, topics []TopicSpec, log io.Writer) error {
+	return createTopics(ctx, brokers, topics, 1, 0, log)
+}
+
+// createTopics is CreateTopics with replication factor rf and, when
+// minISR > 0, min.insync.replicas on every topic it creates.
+func createTopics(ctx context.Context, brokers []string, topics []TopicSpec, rf int16, minISR int, log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
@@ -103,9 +110,13 @@ func CreateTopics(ctx context.Context, brokers []string, topics []TopicSpec, log
 			for k, v := range t.Config {
 				entries[k] = &v
 			}
+			if minISR > 0 {
+				v := strconv.Itoa(minISR)
+				entries["min.insync.replicas"] = &v
+			}
 			err := admin.CreateTopic(t.Name, &sarama.TopicDetail{
 				NumPartitions:     t.Partitions,
-				ReplicationFactor: 1,
+				ReplicationFactor: rf,
 				ConfigEntries:     entries,
 			}, false)
 			if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
