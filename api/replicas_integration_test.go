@@ -36,7 +36,14 @@ type replica struct {
 	txn  *kafka.TxnPool
 }
 
-func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
+func startReplica(t testing.TB, ep devstack.Endpoints, name string) *replica {
+	t.Helper()
+	return startReplicaWith(t, ep, name, api.Config{})
+}
+
+// startReplicaWith starts a replica with cfg (its Catalog and Partitions
+// are filled in).
+func startReplicaWith(t testing.TB, ep devstack.Endpoints, name string, cfg api.Config) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", name)
@@ -59,7 +66,8 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 		t.Fatal(err)
 	}
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, kc, requests, state)
+	cfg.Catalog, cfg.Partitions = cloudservers.DefaultCatalog(), int32(len(parts))
+	srv := api.New(cfg, log, rm, kc, requests, state)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -92,7 +100,7 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 	return r
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -101,13 +109,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var itClient = &http.Client{Timeout: 30 * time.Second}
 
-func (r *replica) call(t *testing.T, method, path, key string, body any, header map[string]string) (int, []byte) {
+func (r *replica) call(t testing.TB, method, path, key string, body any, header map[string]string) (int, []byte) {
 	t.Helper()
 	code, b, _ := r.callH(t, method, path, key, body, header)
 	return code, b
 }
 
-func (r *replica) callH(t *testing.T, method, path, key string, body any, header map[string]string) (int, []byte, http.Header) {
+func (r *replica) callH(t testing.TB, method, path, key string, body any, header map[string]string) (int, []byte, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -135,7 +143,7 @@ func (r *replica) callH(t *testing.T, method, path, key string, body any, header
 
 // customer publishes an API key for a new customer, as `cloudservers admin
 // create-key` does.
-func customer(t *testing.T, ep devstack.Endpoints, name string) (id, key string) {
+func customer(t testing.TB, ep devstack.Endpoints, name string) (id, key string) {
 	t.Helper()
 	id = fmt.Sprintf("it-%s-%d", name, time.Now().UnixNano())
 	key, rec, err := api.NewAPIKey(id, "it", false, time.Now())
@@ -171,7 +179,7 @@ func ensureSSHKeyTopic(t *testing.T, ep devstack.Endpoints) {
 
 // waitKey waits until a replica knows an API key (its consumer read it):
 // the only record these tests do not write through the API.
-func waitKey(t *testing.T, r *replica, key string) {
+func waitKey(t testing.TB, r *replica, key string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
