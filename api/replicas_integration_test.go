@@ -33,7 +33,36 @@ type replica struct {
 	base string
 	rm   *api.ReadModel
 	kc   sarama.Client
-	txn  *kafka.TxnPool
+	// requests is the replica's requests producer, with faults on demand.
+	requests *faultyProducer
+}
+
+// faultyProducer is a requests producer (kafka.Producer) that fails on
+// demand: before the write (nothing reaches Kafka) or after it (Kafka has
+// the record, the API hears of an error: a timed-out produce that landed).
+type faultyProducer struct {
+	*kafka.Producer
+	mu                  sync.Mutex
+	failBefore, failAft error
+}
+
+func (p *faultyProducer) fail(before, after error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failBefore, p.failAft = before, after
+}
+
+func (p *faultyProducer) SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error {
+	p.mu.Lock()
+	before, after := p.failBefore, p.failAft
+	p.mu.Unlock()
+	if before != nil {
+		return before
+	}
+	if err := p.Producer.SendToPartition(ctx, topic, partition, key, value); err != nil {
+		return err
+	}
+	return after
 }
 
 func startReplica(t testing.TB, ep devstack.Endpoints, name string) *replica {
@@ -55,12 +84,12 @@ func startReplicaWith(t testing.TB, ep devstack.Endpoints, name string, cfg api.
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The transactional IDs are the replica's name: a replica of the same
-	// name in a later run fences what an earlier one left.
-	requests, err := kafka.ConnectTxnPool(ctx, ep.Kafka, "it-api-"+name, "it-api-"+name, 2, log)
+	// As the api command: one idempotent acks=all producer for requests.
+	rp, err := kafka.ConnectProducer(ctx, ep.Kafka, "it-api-"+name+"-requests", true, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	requests := &faultyProducer{Producer: rp}
 	state, err := kafka.NewProducer(ep.Kafka, "it-api-"+name)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +122,7 @@ func startReplicaWith(t testing.TB, ep devstack.Endpoints, name string, cfg api.
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r := &replica{name: name, base: hs.URL, rm: rm, kc: kc, txn: requests}
+	r := &replica{name: name, base: hs.URL, rm: rm, kc: kc, requests: requests}
 	if code, body := r.call(t, "GET", "/readyz", "", nil, nil); code != 200 {
 		t.Fatalf("%s /readyz: %d %s", name, code, body)
 	}
