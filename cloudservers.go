@@ -64,6 +64,12 @@ const (
 
 // Request is the message the API publishes to the requests topic for every
 // mutation. OperationID is the deduplication key end to end.
+//
+// It is also the mutation's initial state: the API's read models
+// materialize it as the operation pending (and, for a create, the server
+// queued, from the CreateParams) and, with Idempotency, as the
+// Idempotency-Key's record, until the lifecycle's records (version 1 and
+// up, on the state topics) supersede them.
 type Request struct {
 	OperationID string          `json:"operation_id"`
 	ServerID    string          `json:"server_id"`
@@ -71,6 +77,19 @@ type Request struct {
 	Operation   OperationType   `json:"operation"`
 	Params      json.RawMessage `json:"params,omitempty"`
 	RequestedAt time.Time       `json:"requested_at"`
+	// Idempotency is the Idempotency-Key the request was made with, if
+	// any (absent from requests of earlier API versions).
+	Idempotency *RequestIdempotency `json:"idempotency,omitempty"`
+}
+
+// RequestIdempotency is what the API needs to answer a repeat of a request
+// made with an Idempotency-Key, on any replica, until ExpiresAt.
+type RequestIdempotency struct {
+	Key       string    `json:"key"`       // the Idempotency-Key header
+	BodyHash  string    `json:"body_hash"` // of the method, path and canonical body
+	Method    string    `json:"method"`
+	Path      string    `json:"path"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // CreateParams are the parameters of a create request.

@@ -138,7 +138,7 @@ func (s *Server) adminCreateKey(c *gin.Context) {
 	})
 	if err != nil {
 		s.log.Error("API key not stored", "customer", customer, "error", err)
-		s.abort(c, unavailable())
+		s.abort(c, unavailable(err))
 		return
 	}
 	s.rm.mu.Lock()

@@ -27,7 +27,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
 // Producer writes messages to Kafka and returns once they are acknowledged.
@@ -41,35 +40,6 @@ type RequestProducer interface {
 	SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error
 }
 
-// Transactor writes records in one Kafka transaction: once it returns nil
-// a read_committed reader sees all of them, and after an error none
-// (kafka.TxnPool).
-type Transactor interface {
-	Transact(ctx context.Context, records []kafka.Record) error
-}
-
-// sequential writes a transaction's records one after the other, without
-// atomicity: for a requests producer that is not a Transactor.
-type sequential struct {
-	requests RequestProducer
-	state    Producer
-}
-
-func (w sequential) Transact(ctx context.Context, records []kafka.Record) error {
-	for _, r := range records {
-		var err error
-		if r.Partition == kafka.ByKey {
-			err = w.state.Send(ctx, r.Topic, r.Key, r.Value)
-		} else {
-			err = w.requests.SendToPartition(ctx, r.Topic, r.Partition, r.Key, r.Value)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Config configures the API. Zero values take the documented defaults.
 type Config struct {
 	Catalog cloudservers.Catalog
@@ -80,8 +50,13 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
 	// Default 24 hours.
 	IdempotencyTTL time.Duration
-	// WriteTimeout bounds the Kafka writes of one mutation. Default 10 s.
+	// WriteTimeout bounds a mutation, from its arrival to its answer
+	// (its sync with Kafka and its writes included). Default 10 s.
 	WriteTimeout time.Duration
+	// MaxPendingWrites bounds the Kafka writes in flight (waiting for
+	// their acknowledgement) at once; a mutation beyond it answers 503
+	// with Retry-After at once instead of queueing. Default 1024.
+	MaxPendingWrites int
 	// SyncTimeout bounds the wait for this replica to catch up with Kafka
 	// (read-your-writes, and before deciding a mutation). Default 3 s.
 	SyncTimeout time.Duration
@@ -124,6 +99,7 @@ func (cfg *Config) defaults() {
 	setDefault(&cfg.EventBuffer, 256)
 	setDefault(&cfg.Heartbeat, 15*time.Second)
 	setDefault(&cfg.PendingLock, 10*time.Minute)
+	setDefault(&cfg.MaxPendingWrites, 1024)
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 1
 	}
@@ -138,38 +114,35 @@ func setDefault[T comparable](v *T, def T) {
 
 // Server is the API. Its dependencies come through New.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	rm      *ReadModel
-	kafka   Offsets
-	txn     Transactor
-	state   Producer
+	cfg      Config
+	log      *slog.Logger
+	rm       *ReadModel
+	kafka    Offsets
+	requests RequestProducer
+	state    Producer
+	// writes holds a token per Kafka write in flight (MaxPendingWrites).
+	writes  chan struct{}
 	buckets cloudservers.BucketMap
 	limits  *limiters
 	events  *broadcaster
 	now     func() time.Time
 }
 
-// New returns the API. kc (a sarama.Client) tells where the state topics
-// end, for read-your-writes; nil disables those syncs (tests). A mutation
-// is published through requests, which should be a Transactor
-// (kafka.TxnPool): the request and the initial state records in one
-// transaction. A requests producer that is not writes them one after the
-// other, not atomically (tests). state writes the API's other records.
+// New returns the API. kc (a sarama.Client) tells where the topics rm
+// materializes end, for read-your-writes; nil disables those syncs
+// (tests). A mutation is one record, its request, published through
+// requests (an idempotent acks=all producer, kafka.Producer): rm
+// materializes it as the initial state. state writes the API's other
+// records.
 func New(cfg Config, log *slog.Logger, rm *ReadModel, kc Offsets, requests RequestProducer, state Producer) *Server {
 	cfg.defaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	txn, ok := requests.(Transactor)
-	if !ok {
-		txn = sequential{requests: requests, state: state}
-		if requests != nil {
-			log.Warn("the requests producer is not transactional: a mutation's request and initial state are not published atomically")
-		}
-	}
+	rm.SetRequestsWindow(max(cfg.IdempotencyTTL, cfg.PendingLock))
 	s := &Server{
-		cfg: cfg, log: log, rm: rm, kafka: kc, txn: txn, state: state,
+		cfg: cfg, log: log, rm: rm, kafka: kc, requests: requests, state: state,
+		writes:  make(chan struct{}, cfg.MaxPendingWrites),
 		buckets: cloudservers.DefaultBucketMap(cfg.Partitions), now: time.Now,
 		limits: newLimiters(cfg.RateLimit, cfg.RateBurst),
 		events: newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),
@@ -198,7 +171,7 @@ func (s *Server) Handler() http.Handler {
 	// An API answers a wrong path with a problem, not a redirect.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.recover, s.limitBody)
+	r.Use(s.recover, s.limitBody, s.bounded)
 	r.NoRoute(func(c *gin.Context) {
 		s.abort(c, errorf(CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path)))
 	})
@@ -242,6 +215,21 @@ func (s *Server) recover(c *gin.Context) {
 			s.abort(c, fmt.Errorf("panic: %v", p))
 		}
 	}()
+	c.Next()
+}
+
+// bounded gives every request but a GET (reads answer from memory; the
+// event stream lasts) WriteTimeout from its arrival to its answer: the
+// syncs and writes of a mutation all end by then, with 503 and
+// Retry-After when Kafka did not answer in time.
+func (s *Server) bounded(c *gin.Context) {
+	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead {
+		c.Next()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 }
 

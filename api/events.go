@@ -17,7 +17,8 @@ import (
 )
 
 // The event stream (GET /v1/events) is built from the changes the read
-// model applies from the servers and operations topics.
+// model applies from the servers and operations topics, and from the
+// requests topic (a mutation's initial state).
 //
 // Event IDs are positions in Kafka, not counters of a replica: an ID is the
 // vector of "next offset" per partition of those topics that this stream
@@ -59,7 +60,10 @@ func (v vector) merge(w vector) {
 	}
 }
 
-var topicCodes = map[string]string{cloudservers.TopicServers: "s", cloudservers.TopicOperations: "o"}
+var topicCodes = map[string]string{cloudservers.TopicServers: "s", cloudservers.TopicOperations: "o", cloudservers.TopicRequests: "r"}
+
+// codeTopics is topicCodes reversed.
+var codeTopics = map[string]string{"s": cloudservers.TopicServers, "o": cloudservers.TopicOperations, "r": cloudservers.TopicRequests}
 
 // String encodes the vector as an event ID.
 func (v vector) String() string {
@@ -80,7 +84,7 @@ func (v vector) String() string {
 	return strings.Join(parts, ".")
 }
 
-var eventIDPart = regexp.MustCompile(`^([so])([0-9]{1,5}):([0-9]{1,18})$`)
+var eventIDPart = regexp.MustCompile(`^([sor])([0-9]{1,5}):([0-9]{1,18})$`)
 
 // parseEventID decodes a Last-Event-ID.
 func parseEventID(id string) (vector, error) {
@@ -94,10 +98,7 @@ func parseEventID(id string) (vector, error) {
 		if m == nil {
 			return nil, bad
 		}
-		topic := cloudservers.TopicServers
-		if m[1] == "o" {
-			topic = cloudservers.TopicOperations
-		}
+		topic := codeTopics[m[1]]
 		part, _ := strconv.Atoi(m[2])
 		off, _ := strconv.ParseInt(m[3], 10, 64)
 		tp := topicPartition{topic, int32(part)}
@@ -319,14 +320,30 @@ func (s *Server) streamEvents(c *gin.Context) {
 		return rc.Flush() == nil
 	}
 	sendEvent := func(ev event) bool {
-		cursor.merge(ev.at)
-		kind, data := "operation", []byte(nil)
-		if ev.server != nil {
-			kind, data = "server", mustJSON(serverView(*ev.server, nil))
-		} else {
-			data = mustJSON(operationView(*ev.op))
+		// A request's change is two events (server queued, operation
+		// pending) at one position. The first carries the position before
+		// the change: a client cut off between them resumes before both
+		// and sees the server again, rather than never the operation.
+		var before string
+		if ev.server != nil && ev.op != nil {
+			pre := cursor.clone()
+			pre.merge(ev.at)
+			pre[ev.tp] = max(cursor[ev.tp], ev.offset)
+			before = pre.String()
 		}
-		return send("id: ", cursor.String(), "\nevent: ", kind, "\ndata: ", string(data), "\n\n")
+		cursor.merge(ev.at)
+		var chunks []string
+		if ev.server != nil {
+			id := cursor.String()
+			if before != "" {
+				id = before
+			}
+			chunks = append(chunks, "id: ", id, "\nevent: server\ndata: ", string(mustJSON(serverView(*ev.server, nil))), "\n\n")
+		}
+		if ev.op != nil {
+			chunks = append(chunks, "id: ", cursor.String(), "\nevent: operation\ndata: ", string(mustJSON(operationView(*ev.op))), "\n\n")
+		}
+		return send(chunks...)
 	}
 	if !send("retry: 2000\n: stream of ", customer, "'s servers and operations\n\n") {
 		return

@@ -21,17 +21,39 @@ import (
 	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
-// fakeKafka implements api.Producer, api.RequestProducer and
-// api.Transactor. It keeps every message in a log, with offsets per
-// partition like Kafka, and feeds state records back to the read models
-// attached to it, as their consumers would. A transaction's records are
-// logged together when none of their topics fails, or not at all.
+// fakeKafka implements api.Producer and api.RequestProducer. It keeps
+// every message in a log, with offsets per partition like Kafka, and feeds
+// the records back to the read models attached to it, as their consumers
+// would (the requests topic's too: the read models materialize them).
 type fakeKafka struct {
 	mu      sync.Mutex
 	log     []record
 	next    map[string]int64 // "topic/partition" -> next offset
 	readers []*api.ReadModel
 	fail    map[string]error // topic -> error to return
+	// hold, when set, blocks every write until it is closed, whatever
+	// the write's context says: a Kafka that does not answer, whose
+	// client (like sarama's) takes no context.
+	hold chan struct{}
+}
+
+// holdWrites makes writes block until the returned function is called.
+func (f *fakeKafka) holdWrites() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold = make(chan struct{})
+	ch := f.hold
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.hold == ch {
+				f.hold = nil
+			}
+			close(ch)
+		})
+	}
 }
 
 type record struct {
@@ -73,7 +95,14 @@ func (f *fakeKafka) SendToPartition(ctx context.Context, topic string, partition
 }
 
 func (f *fakeKafka) Transact(ctx context.Context, records []kafka.Record) error {
-	if err := ctx.Err(); err != nil {
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		// A write Kafka was slow to take lands even when its caller
+		// gave up meanwhile.
+		<-hold
+	} else if err := ctx.Err(); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -100,9 +129,6 @@ func (f *fakeKafka) Transact(ctx context.Context, records []kafka.Record) error 
 	readers := append([]*api.ReadModel{}, f.readers...)
 	f.mu.Unlock()
 	for _, r := range written {
-		if r.topic == cloudservers.TopicRequests {
-			continue
-		}
 		for _, rm := range readers {
 			if err := rm.ApplyRecord(r.topic, r.partition, r.offset, r.key, r.value); err != nil {
 				return err
@@ -132,9 +158,6 @@ func (f *fakeKafka) replay(t testing.TB, rm *api.ReadModel) {
 	log := append([]record{}, f.log...)
 	f.mu.Unlock()
 	for _, r := range log {
-		if r.topic == cloudservers.TopicRequests {
-			continue
-		}
 		if err := rm.ApplyRecord(r.topic, r.partition, r.offset, r.key, r.value); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -137,6 +138,11 @@ func (s *Server) respond(c *gin.Context, idem *idempotency, status int, v any, l
 			s.rm.Accepted(nil, nil, &rec)
 		}
 	}
+	s.reply(c, status, body, location)
+}
+
+// reply answers with body (nil: none) and, when given, a Location.
+func (s *Server) reply(c *gin.Context, status int, body []byte, location string) {
 	if location != "" {
 		c.Header("Location", location)
 	}
@@ -173,14 +179,29 @@ func (s *Server) sync(c *gin.Context) error {
 	return err
 }
 
-// write runs one Kafka write within WriteTimeout. The Kafka client's calls
-// take no context (their own timeouts bound them); the answer does not
-// wait longer than WriteTimeout for them.
+// errOverloaded: MaxPendingWrites Kafka writes are in flight already.
+var errOverloaded = errors.New("kafka write: too many writes in flight")
+
+// write runs one Kafka write within WriteTimeout (and the request's own
+// deadline, see bounded). The Kafka client's calls take no context (their
+// own timeouts bound them); the answer does not wait longer for them, and
+// a write that is still running holds its token of MaxPendingWrites until
+// it ends, so that a Kafka that does not answer costs a bounded number of
+// goroutines and later mutations are refused at once (errOverloaded)
+// rather than queued behind them.
 func (s *Server) write(c *gin.Context, f func(ctx context.Context) error) error {
+	select {
+	case s.writes <- struct{}{}:
+	default:
+		return errOverloaded
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.WriteTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
+	go func() {
+		defer func() { <-s.writes }()
+		done <- f(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err
@@ -189,8 +210,14 @@ func (s *Server) write(c *gin.Context, f func(ctx context.Context) error) error 
 	}
 }
 
-// unavailable is the answer when Kafka did not take a mutation.
-func unavailable() *Error {
+// unavailable is the answer when Kafka did not take a mutation: err is
+// the write's error.
+func unavailable(err error) *Error {
+	if errors.Is(err, errOverloaded) {
+		e := errorf(CodeUnavailable, "too many requests are being queued right now; retry shortly (with the same Idempotency-Key)")
+		e.RetryAfter = 1
+		return e
+	}
 	e := errorf(CodeUnavailable, "the request could not be queued; retry shortly (with the same Idempotency-Key)")
 	e.RetryAfter = 2
 	return e

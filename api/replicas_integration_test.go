@@ -33,10 +33,46 @@ type replica struct {
 	base string
 	rm   *api.ReadModel
 	kc   sarama.Client
-	txn  *kafka.TxnPool
+	// requests is the replica's requests producer, with faults on demand.
+	requests *faultyProducer
 }
 
-func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
+// faultyProducer is a requests producer (kafka.Producer) that fails on
+// demand: before the write (nothing reaches Kafka) or after it (Kafka has
+// the record, the API hears of an error: a timed-out produce that landed).
+type faultyProducer struct {
+	*kafka.Producer
+	mu                  sync.Mutex
+	failBefore, failAft error
+}
+
+func (p *faultyProducer) fail(before, after error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failBefore, p.failAft = before, after
+}
+
+func (p *faultyProducer) SendToPartition(ctx context.Context, topic string, partition int32, key, value []byte) error {
+	p.mu.Lock()
+	before, after := p.failBefore, p.failAft
+	p.mu.Unlock()
+	if before != nil {
+		return before
+	}
+	if err := p.Producer.SendToPartition(ctx, topic, partition, key, value); err != nil {
+		return err
+	}
+	return after
+}
+
+func startReplica(t testing.TB, ep devstack.Endpoints, name string) *replica {
+	t.Helper()
+	return startReplicaWith(t, ep, name, api.Config{})
+}
+
+// startReplicaWith starts a replica with cfg (its Catalog and Partitions
+// are filled in).
+func startReplicaWith(t testing.TB, ep devstack.Endpoints, name string, cfg api.Config) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", name)
@@ -48,18 +84,19 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The transactional IDs are the replica's name: a replica of the same
-	// name in a later run fences what an earlier one left.
-	requests, err := kafka.ConnectTxnPool(ctx, ep.Kafka, "it-api-"+name, "it-api-"+name, 2, log)
+	// As the api command: one idempotent acks=all producer for requests.
+	rp, err := kafka.ConnectProducer(ctx, ep.Kafka, "it-api-"+name+"-requests", true, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	requests := &faultyProducer{Producer: rp}
 	state, err := kafka.NewProducer(ep.Kafka, "it-api-"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, kc, requests, state)
+	cfg.Catalog, cfg.Partitions = cloudservers.DefaultCatalog(), int32(len(parts))
+	srv := api.New(cfg, log, rm, kc, requests, state)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -85,14 +122,14 @@ func startReplica(t *testing.T, ep devstack.Endpoints, name string) *replica {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r := &replica{name: name, base: hs.URL, rm: rm, kc: kc, txn: requests}
+	r := &replica{name: name, base: hs.URL, rm: rm, kc: kc, requests: requests}
 	if code, body := r.call(t, "GET", "/readyz", "", nil, nil); code != 200 {
 		t.Fatalf("%s /readyz: %d %s", name, code, body)
 	}
 	return r
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -101,13 +138,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var itClient = &http.Client{Timeout: 30 * time.Second}
 
-func (r *replica) call(t *testing.T, method, path, key string, body any, header map[string]string) (int, []byte) {
+func (r *replica) call(t testing.TB, method, path, key string, body any, header map[string]string) (int, []byte) {
 	t.Helper()
 	code, b, _ := r.callH(t, method, path, key, body, header)
 	return code, b
 }
 
-func (r *replica) callH(t *testing.T, method, path, key string, body any, header map[string]string) (int, []byte, http.Header) {
+func (r *replica) callH(t testing.TB, method, path, key string, body any, header map[string]string) (int, []byte, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -135,7 +172,7 @@ func (r *replica) callH(t *testing.T, method, path, key string, body any, header
 
 // customer publishes an API key for a new customer, as `cloudservers admin
 // create-key` does.
-func customer(t *testing.T, ep devstack.Endpoints, name string) (id, key string) {
+func customer(t testing.TB, ep devstack.Endpoints, name string) (id, key string) {
 	t.Helper()
 	id = fmt.Sprintf("it-%s-%d", name, time.Now().UnixNano())
 	key, rec, err := api.NewAPIKey(id, "it", false, time.Now())
@@ -171,7 +208,7 @@ func ensureSSHKeyTopic(t *testing.T, ep devstack.Endpoints) {
 
 // waitKey waits until a replica knows an API key (its consumer read it):
 // the only record these tests do not write through the API.
-func waitKey(t *testing.T, r *replica, key string) {
+func waitKey(t testing.TB, r *replica, key string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

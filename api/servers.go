@@ -14,7 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
@@ -429,7 +428,7 @@ type mutation struct {
 }
 
 // accept publishes a mutation and answers 202 with its operation once
-// Kafka has committed it (publish).
+// Kafka has acknowledged its request (publish).
 func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	customer := customerOf(c)
 	opID := idem.newID("operation")
@@ -445,19 +444,20 @@ func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 		serverID = idem.newID("server")
 	}
 	req := cloudservers.Request{OperationID: opID, ServerID: serverID, CustomerID: customer, Operation: m.op, Params: m.params, RequestedAt: now}
-	op := cloudservers.Operation{ID: opID, ServerID: serverID, CustomerID: customer, Type: m.op, Status: cloudservers.OperationPending, CreatedAt: now, UpdatedAt: now}
-	var server *cloudservers.Server
-	if m.create != nil {
-		server = &cloudservers.Server{ID: serverID, CustomerID: customer, Name: m.create.Name, Status: cloudservers.StatusQueued,
-			Size: m.create.Size, Image: m.create.Image, Region: m.create.Region, OperationID: opID, CreatedAt: now, UpdatedAt: now}
+	if idem.key != "" {
+		req.Idempotency = &cloudservers.RequestIdempotency{Key: idem.key, BodyHash: idem.fingerprint,
+			Method: c.Request.Method, Path: c.Request.URL.Path, ExpiresAt: now.Add(s.cfg.IdempotencyTTL)}
 	}
-	if err := s.write(c, func(ctx context.Context) error { return s.publish(ctx, req, server, op) }); err != nil {
+	server, op, rec := InitialState(req)
+	if err := s.write(c, func(ctx context.Context) error { return s.publish(ctx, req) }); err != nil {
 		s.log.Error("mutation not accepted", "operation", opID, "type", m.op, "error", err)
-		s.abort(c, unavailable())
+		s.abort(c, unavailable(err))
 		return
 	}
-	s.rm.Accepted(server, &op, nil)
-	s.respond(c, idem, http.StatusAccepted, operationView(op), createdLocation(op))
+	// Read-your-writes on this replica before its consumer reads the
+	// request back; the answer is the idempotency record's, byte for byte.
+	s.rm.Accepted(server, &op, rec)
+	s.reply(c, http.StatusAccepted, mustJSON(operationView(op)), createdLocation(op))
 }
 
 // notQueued marks the operation record of a request Kafka did not take,
@@ -473,23 +473,18 @@ func createdLocation(op cloudservers.Operation) string {
 	return ""
 }
 
-// publish writes a mutation in one Kafka transaction: the initial state
-// records (version 0: whatever the lifecycle publishes later wins) — the
-// server (create only) and the operation — and the request, to its
-// customer's partition. Every reader of those topics reads committed
-// records only, so it sees all of them or none: a publish that fails, times
-// out or is cut short by the API process dying leaves no queued server or
-// pending operation for a request that never was. (The lifecycle acts on
-// the committed request only, so its records always follow ours in the
-// compacted topics.)
-func (s *Server) publish(ctx context.Context, req cloudservers.Request, server *cloudservers.Server, op cloudservers.Operation) error {
-	var records []kafka.Record
-	if server != nil {
-		records = append(records, kafka.Record{Topic: cloudservers.TopicServers, Partition: kafka.ByKey, Key: []byte(server.ID), Value: mustJSON(server)})
-	}
-	records = append(records,
-		kafka.Record{Topic: cloudservers.TopicOperations, Partition: kafka.ByKey, Key: []byte(op.ID), Value: mustJSON(op)},
-		kafka.Record{Topic: cloudservers.TopicRequests, Partition: s.buckets.Partition(req.CustomerID),
-			Key: []byte(strconv.Itoa(cloudservers.Bucket(req.CustomerID))), Value: mustJSON(req)})
-	return s.txn.Transact(ctx, records)
+// publish writes a mutation: one record, its request, to its customer's
+// partition of the requests topic, through an idempotent acks=all producer
+// that batches concurrent mutations into one produce. Once Kafka has
+// acknowledged it the mutation is durable, and it is all there is of it:
+// every replica's read model materializes it as the initial state (the
+// server queued, the operation pending, the Idempotency-Key's record; see
+// InitialState), so there is nothing else to write, nothing to keep
+// atomic with it, and a write that fails leaves nothing behind. (A write
+// that timed out may still have landed: its request is then processed,
+// and a retry with the same Idempotency-Key, which derives the same
+// operation ID, finds it and answers with it.)
+func (s *Server) publish(ctx context.Context, req cloudservers.Request) error {
+	return s.requests.SendToPartition(ctx, cloudservers.TopicRequests, s.buckets.Partition(req.CustomerID),
+		[]byte(strconv.Itoa(cloudservers.Bucket(req.CustomerID))), mustJSON(req))
 }

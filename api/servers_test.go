@@ -105,8 +105,8 @@ func TestCreateServer(t *testing.T) {
 	if loc := r.Header().Get("Location"); loc != "/v1/servers/"+op.ServerID {
 		t.Errorf("Location %q", loc)
 	}
-	// Kafka has the initial state, then the request on the customer's
-	// partition, keyed by the bucket.
+	// Kafka has one record, the request, on the customer's partition,
+	// keyed by the bucket.
 	reqs := e.kafka.records(cloudservers.TopicRequests)
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests", len(reqs))
@@ -127,11 +127,15 @@ func TestCreateServer(t *testing.T) {
 	if params.Name != "web-1" || params.Size != "s-1vcpu-64mb" || params.KeyName != "" {
 		t.Errorf("params %+v", params)
 	}
-	if len(e.kafka.records(cloudservers.TopicServers)) != 1 || len(e.kafka.records(cloudservers.TopicOperations)) != 1 {
-		t.Error("initial state records missing")
+	if kr.Idempotency != nil {
+		t.Errorf("idempotency of a request without Idempotency-Key: %+v", kr.Idempotency)
 	}
-	if e.kafka.log[len(e.kafka.log)-1].topic != cloudservers.TopicRequests {
-		t.Error("the request must be written after the initial state")
+	// Nothing else: the read models materialize the request as the
+	// initial state.
+	for _, topic := range []string{cloudservers.TopicServers, cloudservers.TopicOperations, cloudservers.TopicIdempotency} {
+		if n := len(e.kafka.records(topic)); n != 0 {
+			t.Errorf("%d records on %s", n, topic)
+		}
 	}
 
 	// The server is readable at once, queued, with its operation.
@@ -544,8 +548,8 @@ func TestKafkaDown(t *testing.T) {
 	if r.Header().Get("Retry-After") == "" || strings.Contains(r.Body.String(), "brokers") {
 		t.Errorf("503: %v %s", r.Header(), r.Body)
 	}
-	// The request and its initial records are one transaction: without
-	// the request, no server or operation record is left at all.
+	// The request is all there is of a mutation: without it, no server
+	// or operation is left at all.
 	for _, s := range e.rm.Servers("alice", func(cloudservers.Server) bool { return true }) {
 		if s.ID != id {
 			t.Errorf("server %s left %s", s.ID, s.Status)
@@ -573,6 +577,9 @@ func TestKafkaDown(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: map[string]any{"name": "k2", "public_key": testKeys[1]}}), 503, api.CodeUnavailable, nil)
 	expect(t, e.do(req{method: "DELETE", path: "/v1/ssh_keys/k", key: e.alice}), 503, api.CodeUnavailable, nil)
 	e.clock.advance(time.Hour) // the reboot above is no longer taken as in flight
-	e.kafka.failTopic(cloudservers.TopicOperations, errKafkaDown)
+	e.kafka.failTopic(cloudservers.TopicRequests, errKafkaDown)
 	expect(t, e.do(req{method: "DELETE", path: "/v1/servers/" + id, key: e.alice}), 503, api.CodeUnavailable, nil)
+	if ops := e.rm.Operations("alice", id); len(ops) != 2 {
+		t.Errorf("operations of %s after the failed delete: %+v", id, ops)
+	}
 }

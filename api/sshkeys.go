@@ -204,7 +204,7 @@ func (s *Server) createSSHKey(c *gin.Context) {
 	})
 	if err != nil {
 		s.log.Error("SSH key not stored", "key", k.ID, "error", err)
-		s.abort(c, unavailable())
+		s.abort(c, unavailable(err))
 		return
 	}
 	s.rm.acceptedSSHKey(k)
@@ -323,7 +323,7 @@ func (s *Server) deleteSSHKey(c *gin.Context) {
 	err := s.write(c, func(ctx context.Context) error { return s.state.Send(ctx, TopicSSHKeys, []byte(k.ID), nil) })
 	if err != nil {
 		s.log.Error("SSH key not deleted", "key", k.ID, "error", err)
-		s.abort(c, unavailable())
+		s.abort(c, unavailable(err))
 		return
 	}
 	k.Deleted = true

@@ -96,9 +96,9 @@ func startSystem(t *testing.T, opt options) *system {
 	producer, err := kafka.NewProducer(ends.Kafka, "e2e-"+run)
 	must(t, err)
 	t.Cleanup(func() { producer.Close() })
-	// The API's writes: each request with its initial state records in one
-	// transaction, as the api command does.
-	partitioned, err := kafka.ConnectTxnPool(ctx, ends.Kafka, "e2e-"+run, "e2e-"+run, 4, log)
+	// The API's requests: one record each, to the customer's partition,
+	// through an idempotent acks=all producer, as the api command does.
+	partitioned, err := kafka.ConnectProducer(ctx, ends.Kafka, "e2e-"+run+"-requests", true, log)
 	must(t, err)
 	t.Cleanup(func() { partitioned.Close() })
 	s.kafka, err = kafka.Connect(ctx, ends.Kafka, "e2e-"+run, log)

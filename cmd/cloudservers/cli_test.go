@@ -34,18 +34,20 @@ func (f *fakeCloud) Send(ctx context.Context, topic string, key, value []byte) e
 }
 
 func (f *fakeCloud) SendToPartition(_ context.Context, topic string, partition int32, key, value []byte) error {
-	if topic == cloudservers.TopicRequests {
-		var r cloudservers.Request
-		_ = json.Unmarshal(value, &r)
-		f.requests <- r
-		return nil
-	}
 	f.mu.Lock()
 	tp := topic + string(rune('0'+partition))
 	off := f.offsets[tp]
 	f.offsets[tp]++
 	f.mu.Unlock()
-	return f.rm.ApplyRecord(topic, partition, off, key, value)
+	// The read model materializes requests too (their initial state), as
+	// the API's consumer would.
+	err := f.rm.ApplyRecord(topic, partition, off, key, value)
+	if topic == cloudservers.TopicRequests {
+		var r cloudservers.Request
+		_ = json.Unmarshal(value, &r)
+		f.requests <- r
+	}
+	return err
 }
 
 func (f *fakeCloud) publish(v any) {

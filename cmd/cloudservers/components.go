@@ -72,16 +72,12 @@ func runAPI(ctx context.Context, args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	replica := fs.String("replica", envOr("CLOUDSERVERS_API_REPLICA", envOr("HOSTNAME", "api")),
-		"replica name, unique among the API replicas and the same across a replica's restarts: it names the replica's Kafka clients and transactional IDs, so a restarted replica fences its previous incarnation (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
-	producers := fs.Int("txn-producers", 4, "transactional producers: mutations published at the same time (each in one Kafka transaction)")
+		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := kafka.CheckName(*replica); err != nil {
 		return fmt.Errorf("-replica: %w", err)
-	}
-	if *producers < 1 || *producers > 64 {
-		return fmt.Errorf("-txn-producers %d: use 1 to 64", *producers)
 	}
 	brokers, err := c.brokers()
 	if err != nil {
@@ -97,8 +93,11 @@ func runAPI(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("partitions of %s (is the topic created?): %w", cloudservers.TopicRequests, err)
 	}
-	// A mutation's request and initial state go out in one transaction.
-	requests, err := kafka.ConnectTxnPool(ctx, brokers, "cloudservers-api-"+*replica, "cloudservers-api-"+*replica, *producers, log)
+	// A mutation is one record on the requests topic (its initial state is
+	// materialized from it), written by one idempotent acks=all producer
+	// shared by all requests: concurrent mutations share its produce
+	// requests.
+	requests, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-api-"+*replica+"-requests", true, log)
 	if err != nil {
 		return err
 	}

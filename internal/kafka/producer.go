@@ -1,7 +1,9 @@
 // Package kafka adapts IBM/sarama to what the system needs: an idempotent,
-// acks=all producer; a transactional producer for the API's
-// request-plus-initial-state writes; and readers for the compacted state
-// topics.
+// acks=all producer (the API's requests, and every other record); readers
+// for the compacted state topics; and a transactional producer pool, which
+// no component writes with any more (earlier API versions did), kept for
+// the tests that write the aborted transactions read_committed readers
+// must skip.
 package kafka
 
 import (

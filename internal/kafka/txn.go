@@ -95,6 +95,12 @@ var ErrPoolClosed = errors.New("kafka: transactional producer pool closed")
 // transaction, with a few transactional producers: a sarama producer runs
 // one transaction at a time, and its callers are concurrent.
 //
+// Earlier versions of the API published every mutation through one (the
+// request and its initial state records); the API now writes one request
+// record instead, and only tests use TxnPool: to write committed and
+// aborted transactions that the read_committed readers (read models,
+// bridges, the reaper) must tell apart, as on topics those versions wrote.
+//
 // Producer i of a pool has transactional.id <prefix>-<i>. The prefix names
 // the process (an API replica) and must be unique to it and stable across
 // its restarts: a restarted process then fences the producers of its
