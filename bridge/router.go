@@ -130,7 +130,7 @@ func ServerOf(ev notification.Event) (string, bool) {
 
 func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error {
 	r.Stats.Consumed.Add(1)
-	if foreignAtAGlance(msg.Value) {
+	if foreignAtAGlance(msg.Value) || unroutedAtAGlance(msg.Value) {
 		r.Stats.Skipped.Add(1)
 		return nil
 	}
@@ -227,27 +227,78 @@ func foreignAtAGlance(v []byte) bool {
 	if bytes.Contains(v, markName) || bytes.Contains(v, markMetadata) {
 		return false
 	}
-	for _, p := range displayName {
-		if i := bytes.Index(v, p); i >= 0 && i+len(p) < len(v) {
-			switch v[i+len(p)] {
-			case '\\', '"': // an empty name (or an escape we do not read): decode
-			default:
-				return true
-			}
-		}
+	name, ok := valueAfter(v, displayNameKey)
+	return ok && len(name) > 0
+}
+
+// unroutedAtAGlance reports, without decoding, that a record is of a kind
+// no saga waits for (scheduler.*, .start events, audits), read from its
+// event_type when the record names one type, once. instance.update (which
+// ends a wait when it says ERROR), compute_task.* and Ceilometer records
+// are decoded.
+func unroutedAtAGlance(v []byte) bool {
+	if bytes.Index(v, eventTypeKey) != bytes.LastIndex(v, eventTypeKey) || bytes.Contains(v, ceilometerTraits) {
+		return false
 	}
-	return false
+	t, ok := valueAfter(v, eventTypeKey)
+	if !ok || len(t) == 0 {
+		return false
+	}
+	typ := notification.NormalizeEventType(string(t))
+	return typ != "instance.update" && !strings.HasPrefix(typ, "compute_task.") && !workflows.Routed(typ, "")
+}
+
+// valueAfter reads the string value of the first key in a record, bare or
+// inside the oslo.message string (escaped), with Python's separators or
+// Go's; ok is false when it is not a plain string there (null, an escape
+// inside it, another shape), which the caller leaves to decoding.
+func valueAfter(v, key []byte) (value []byte, ok bool) {
+	for off := 0; ; {
+		i := bytes.Index(v[off:], key)
+		if i < 0 {
+			return nil, false
+		}
+		i += off
+		off = i + len(key)
+		if i == 0 || v[i-1] != '"' {
+			continue // the end of a longer key (old_display_name)
+		}
+		rest := v[i+len(key):]
+		for _, sep := range separators {
+			if !bytes.HasPrefix(rest, sep.open) {
+				continue
+			}
+			rest = rest[len(sep.open):]
+			end := bytes.IndexByte(rest, sep.close)
+			switch {
+			case end < 0:
+				return nil, false
+			case sep.close == '"' && bytes.IndexByte(rest[:end], '\\') >= 0:
+				return nil, false // an escape inside the value: decode
+			case sep.close == '\\' && !bytes.HasPrefix(rest[end:], []byte(`\"`)):
+				return nil, false
+			}
+			return rest[:end], true
+		}
+		return nil, false
+	}
 }
 
 var (
-	markName     = []byte(cloudservers.NovaNamePrefix)
-	markMetadata = []byte(cloudservers.MetadataServerID)
-	// displayName is how a non-empty display name starts: inside the
-	// oslo.message string (escaped) or bare, with Python's separators or
-	// Go's.
-	displayName = [][]byte{
-		[]byte(`display_name\": \"`), []byte(`display_name\":\"`),
-		[]byte(`"display_name": "`), []byte(`"display_name":"`),
+	markName         = []byte(cloudservers.NovaNamePrefix)
+	markMetadata     = []byte(cloudservers.MetadataServerID)
+	displayNameKey   = []byte("display_name")
+	eventTypeKey     = []byte("event_type")
+	ceilometerTraits = []byte("traits")
+	// separators are what comes between a key and its string value, and
+	// the byte that ends the value: inside the oslo.message string the
+	// quotes are escaped.
+	separators = []struct {
+		open  []byte
+		close byte
+	}{
+		{[]byte(`\": \"`), '\\'}, {[]byte(`\":\"`), '\\'},
+		{[]byte(`": "`), '"'}, {[]byte(`":"`), '"'},
 	}
 )
 

@@ -85,7 +85,7 @@ func instanceRecord(t *testing.T, instance, server string) *sarama.ConsumerMessa
 // scenario reads a notification capture of the real OpenStack kit, in
 // arrival order, with its instance renamed as the system names its own
 // (when serverID is not empty).
-func scenario(t *testing.T, name, serverID string) [][]byte {
+func scenario(t testing.TB, name, serverID string) [][]byte {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("..", "internal", "notification", "testdata", name, "*.json"))
 	require.NoError(t, err)
@@ -264,6 +264,20 @@ func TestForeignAtAGlance(t *testing.T) {
 		}
 	}
 	assert.Equal(t, instanceEvents, glanced, "every foreign record that names its instance is decided at a glance")
+	unrouted := 0
+	for _, d := range dirs {
+		for _, serverID := range []string{"", "0190a5a0-0000-7000-8000-0000000000aa"} {
+			for _, b := range scenario(t, filepath.Base(d), serverID) {
+				ev, err := notification.Decode(b)
+				require.NoError(t, err)
+				if unroutedAtAGlance(b) {
+					unrouted++
+					assert.False(t, workflows.Routed(ev.EventType, ev.State), "%s skipped at a glance but routed when decoded", ev.EventType)
+				}
+			}
+		}
+	}
+	assert.Greater(t, unrouted, 50, "the .start events, scheduler and audit records are decided at a glance")
 	assert.Greater(t, glanced, 50)
 	assert.False(t, foreignAtAGlance([]byte(`{"event_type":"compute_task.build_instances.error","payload":{"instance_id":"x"}}`)), "a UUID-only record is looked up")
 	assert.False(t, foreignAtAGlance([]byte(`{"payload":{"display_name":""}}`)), "an empty name is decoded")
