@@ -2,6 +2,7 @@
 package itest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func CommitEnds(t testing.TB, kc sarama.Client, group, metadata string, topics [
 		}
 		out[topic] = map[int32]int64{}
 		for _, p := range parts {
-			end, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
+			end, err := endOffset(kc, topic, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,4 +65,20 @@ func CommitEnds(t testing.TB, kc sarama.Client, group, metadata string, topics [
 	}
 	om.Commit()
 	return out
+}
+
+// endOffset is the partition's end. Right after a topic is created, the
+// client's metadata may still name no leader or an old one (seen in CI:
+// "not the leader for some partition"): refresh and ask again for a while.
+func endOffset(kc sarama.Client, topic string, p int32) (int64, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		end, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
+		if err == nil || time.Now().After(deadline) ||
+			!(errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) || errors.Is(err, sarama.ErrUnknownTopicOrPartition)) {
+			return end, err
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = kc.RefreshMetadata(topic)
+	}
 }
