@@ -35,6 +35,20 @@ func jvmFlags(heap string) []string {
 
 // ---- ZooKeeper ----
 
+// zookeeperCmd runs a ZooKeeper server (standalone or a quorum member) from
+// its zoo.cfg.
+func zookeeperCmd(cfg Config, t tools, zooCfg string) []string {
+	args := append([]string{t.java}, jvmFlags(cfg.ZooKeeperHeap)...)
+	return append(args,
+		"-XX:+UseSerialGC",
+		"-Dzookeeper.admin.enableServer=false",
+		"-Dorg.slf4j.simpleLogger.showDateTime=true",
+		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+		"-Dorg.slf4j.simpleLogger.logFile=System.out",
+		"-cp", filepath.Join(t.zookeeperLib, "*"),
+		"org.apache.zookeeper.server.quorum.QuorumPeerMain", zooCfg)
+}
+
 func zookeeperProcess(cfg Config, t tools) (Process, error) {
 	dir := filepath.Join(cfg.DataDir, "zookeeper")
 	dataDir := filepath.Join(dir, "data")
@@ -63,15 +77,7 @@ autopurge.purgeInterval=1
 	if err := os.WriteFile(zooCfg, []byte(conf), 0o644); err != nil {
 		return Process{}, err
 	}
-	args := append([]string{t.java}, jvmFlags(cfg.ZooKeeperHeap)...)
-	args = append(args,
-		"-XX:+UseSerialGC",
-		"-Dzookeeper.admin.enableServer=false",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
-		"-Dorg.slf4j.simpleLogger.logFile=System.out",
-		"-cp", filepath.Join(t.zookeeperLib, "*"),
-		"org.apache.zookeeper.server.quorum.QuorumPeerMain", zooCfg)
+	args := zookeeperCmd(cfg, t, zooCfg)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ZooKeeperPort))
 	return Process{
 		Name:         "zookeeper",

@@ -312,15 +312,7 @@ autopurge.purgeInterval=1
 		if err := os.WriteFile(zooCfg, []byte(conf), 0o644); err != nil {
 			return err
 		}
-		args := append([]string{t.java}, jvmFlags(cfg.ZooKeeperHeap)...)
-		args = append(args,
-			"-XX:+UseSerialGC",
-			"-Dzookeeper.admin.enableServer=false",
-			"-Dorg.slf4j.simpleLogger.showDateTime=true",
-			"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
-			"-Dorg.slf4j.simpleLogger.logFile=System.out",
-			"-cp", filepath.Join(t.zookeeperLib, "*"),
-			"org.apache.zookeeper.server.quorum.QuorumPeerMain", zooCfg)
+		args := zookeeperCmd(cfg, t, zooCfg)
 		addr := hostPort(clientPort)
 		procs = append(procs, Process{
 			Name:    fmt.Sprintf("zookeeper-%d", i),
