@@ -244,15 +244,21 @@ func newKafkaClusterID() string {
 	}
 }
 
-func kafkaProcess(cfg Config, t tools, props, log4j string) Process {
+// kafkaCmd runs a Kafka node (the single broker or a member of the HA
+// cluster) from its server.properties.
+func kafkaCmd(cfg Config, t tools, props, log4j string) []string {
 	args := append([]string{t.java}, jvmFlags(cfg.KafkaHeap)...)
-	args = append(args,
+	return append(args,
 		"-Xms128m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
 		"-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
 		"-Dlog4j2.configurationFile="+log4j,
 		"-Dkafka.logs.dir="+filepath.Join(cfg.DataDir, "logs"),
 		"-cp", filepath.Join(t.kafkaLib, "*"),
 		"kafka.Kafka", props)
+}
+
+func kafkaProcess(cfg Config, t tools, props, log4j string) Process {
+	args := kafkaCmd(cfg, t, props, log4j)
 	broker := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.KafkaPort))
 	return Process{
 		Name:         "kafka",

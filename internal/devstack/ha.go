@@ -403,14 +403,7 @@ func (s *Stack) startKafkaCluster(ctx context.Context, t tools, ports map[string
 				return fmt.Errorf("devstack: formatting the storage of %s failed (%v)\n--- last lines of %s ---\n%s", name, err, logPath, TailFile(logPath, 0, 30))
 			}
 		}
-		args := append([]string{t.java}, jvmFlags(cfg.KafkaHeap)...)
-		args = append(args,
-			"-Xms128m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-			"-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-			"-Dlog4j2.configurationFile="+log4j,
-			"-Dkafka.logs.dir="+filepath.Join(cfg.DataDir, "logs"),
-			"-cp", filepath.Join(t.kafkaLib, "*"),
-			"kafka.Kafka", props)
+		args := kafkaCmd(cfg, t, props, log4j)
 		broker := hostPort(port)
 		brokers = append(brokers, broker)
 		procs = append(procs, Process{
