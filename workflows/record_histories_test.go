@@ -94,7 +94,7 @@ func TestRecordHistories(t *testing.T) {
 		// in error. (The test environment cannot show this: it completes
 		// a cancelled child at once.)
 		srv := "rec-srv-cancel"
-		r := newRecorder(t, c, nil) // the router signals the saga
+		r := newRecorder(t, c, nil)        // the router signals the saga
 		r.cloud.Notify("CreateNovaServer") // the build never reports
 		create := recRequest(srv, "rec-op-cancelled", cloudservers.OpCreate, createParams)
 		lifecycleID := startLifecycle(t, c, srv, create)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
-	"slices"
 	"strings"
+	"sync"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -67,13 +67,25 @@ func Routed(eventType, state string) bool {
 	if eventType == "instance.update" {
 		return state == "error"
 	}
-	for _, d := range Registry() {
-		if slices.Contains(d.Awaits, eventType) {
-			return true
+	awaitedOnce.Do(func() {
+		awaited = map[string]bool{}
+		for _, d := range Registry() {
+			for _, e := range d.Awaits {
+				awaited[e] = true
+			}
 		}
-	}
-	return false
+	})
+	return awaited[eventType]
 }
+
+// awaited is the set of the registry's Awaits, built once: Routed runs for
+// every notification the router decodes. (Built on first use: a package
+// variable's initializer cannot refer to the registry, whose sagas call
+// Routed.)
+var (
+	awaitedOnce sync.Once
+	awaited     map[string]bool
+)
 
 // sagaFunc is the signature of every saga.
 type sagaFunc = func(workflow.Context, OperationInput) (OperationResult, error)
