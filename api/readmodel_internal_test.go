@@ -83,7 +83,7 @@ func TestWaitForRecordThenMarker(t *testing.T) {
 	f := &fakeScan{answers: []kafka.Position{kafka.Behind, kafka.CaughtUp}}
 	go func() {
 		time.Sleep(scanQuiet + 30*time.Millisecond) // after the first scan
-		serverRecord(rm, 3, "b") // 2 was a marker, 4 is one
+		serverRecord(rm, 3, "b")                    // 2 was a marker, 4 is one
 	}()
 	if err := rm.waitFor(context.Background(), f.scan, map[topicPartition]int64{serversTP: 5}); err != nil {
 		t.Fatal(err)
