@@ -15,10 +15,14 @@ import (
 
 const namespace = "cloudservers"
 
-var (
-	messagesDesc = prometheus.NewDesc(namespace+"_bridge_messages_total",
+// messagesDesc describes the counters of one consumer.
+func messagesDesc(consumer string) *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_bridge_messages_total",
 		"Messages a consumer of this process handled, by consumer (requests, router) and outcome: consumed (read), decoded (notifications that needed decoding), delivered (handed to Temporal: requests started or signalled, notifications routed to the saga waiting for them), duplicates, skipped (another tenant's, or no saga waits for it), dead_lettered.",
-		[]string{"consumer", "outcome"}, nil)
+		[]string{"outcome"}, prometheus.Labels{"consumer": consumer})
+}
+
+var (
 	lagDesc = prometheus.NewDesc(namespace+"_bridge_consumer_lag",
 		"Records of a partition this process owns that its group has not committed yet (the partition's end minus the committed offset), by group, topic and partition.",
 		[]string{"group", "topic", "partition"}, nil)
@@ -38,7 +42,7 @@ func RegisterStats(reg prometheus.Registerer, consumer string, s *Stats, buckets
 	s.toSignal = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Subsystem: "router",
 		Name: "notification_to_signal_seconds", ConstLabels: prometheus.Labels{"consumer": consumer},
 		Help: "Time from a notification's record timestamp (its write to Kafka) until Temporal accepted the signal that delivers it.", Buckets: buckets})
-	reg.MustRegister(statsCollector{consumer, s})
+	reg.MustRegister(statsCollector{messagesDesc(consumer), s})
 	if consumer == "router" {
 		reg.MustRegister(s.toSignal)
 	}
@@ -52,11 +56,11 @@ func (s *Stats) observeSignal(written time.Time) {
 }
 
 type statsCollector struct {
-	consumer string
-	s        *Stats
+	desc *prometheus.Desc
+	s    *Stats
 }
 
-func (c statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- messagesDesc }
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range []struct {
@@ -66,7 +70,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		{"consumed", c.s.Consumed.Load()}, {"decoded", c.s.Decoded.Load()}, {"delivered", c.s.Delivered.Load()},
 		{"duplicates", c.s.Duplicates.Load()}, {"skipped", c.s.Skipped.Load()}, {"dead_lettered", c.s.DeadLetters.Load()},
 	} {
-		ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.CounterValue, float64(v.n), c.consumer, v.outcome)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.n), v.outcome)
 	}
 }
 

@@ -573,8 +573,12 @@ func runRouting(ctx context.Context, log *slog.Logger, coord *zkcoord.Coordinato
 
 // runAdmin holds administrative commands.
 func runAdmin(ctx context.Context, args []string) error {
+	if len(args) >= 2 && args[0] == "deadletters" && args[1] == "replay" {
+		return runReplay(ctx, args[2:])
+	}
 	if len(args) < 1 || args[0] != "create-key" {
-		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]")
+		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]\n" +
+			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]")
 	}
 	var c common
 	fs := flag.NewFlagSet("admin create-key", flag.ContinueOnError)

@@ -36,7 +36,8 @@ func (m *ProduceMetrics) observe(topic string, began time.Time, err error) {
 		return
 	}
 	m.seconds.WithLabelValues(topic).Observe(time.Since(began).Seconds())
+	errors := m.errors.WithLabelValues(topic) // 0 from the topic's first write on
 	if err != nil {
-		m.errors.WithLabelValues(topic).Inc()
+		errors.Inc()
 	}
 }

@@ -68,7 +68,8 @@ func TemporalMetrics(reg prometheus.Registerer) (client.MetricsHandler, error) {
 		return nil, fmt.Errorf("temporal metrics exporter: %w", err)
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: mp.Meter("temporal-sdk-go")}), nil
+	// Monotonic counters: Prometheus counters (_total), which rate() takes.
+	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: mp.Meter("temporal-sdk-go"), UseMonotonicCounters: true}), nil
 }
 
 // TemporalTracing is the Temporal interceptor that carries the trace
