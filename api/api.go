@@ -167,8 +167,7 @@ func (s *Server) SetClock(now func() time.Time) {
 // http.Server's Shutdown waiting: register it with RegisterOnShutdown.
 func (s *Server) Shutdown() { s.events.close() }
 
-// Handler returns the HTTP handler with every route (a *gin.Engine, in a
-// server span per request).
+// Handler returns the HTTP handler with every route (a *gin.Engine).
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -208,7 +207,7 @@ func (s *Server) Handler() http.Handler {
 	admin := r.Group("/admin/v1", s.authenticate, s.requireAdmin, s.rateLimit)
 	admin.GET("/customers/:customer_id/servers", s.adminListServers)
 	admin.POST("/customers/:customer_id/keys", s.adminCreateKey)
-	return traced(r)
+	return r
 }
 
 func (s *Server) recover(c *gin.Context) {

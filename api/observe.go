@@ -9,8 +9,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cloudservers/cloudservers/internal/telemetry"
@@ -68,14 +70,10 @@ const (
 	beganKey     = "began"
 )
 
-// traced wraps the API in a server span per request that continues the
-// caller's trace (W3C traceparent); observe names it after the route.
-func traced(h http.Handler) http.Handler {
-	return otelhttp.NewHandler(h, "api", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
-}
-
 // observe gives the request its ID (answered in X-Request-Id, put on the
-// context for the logs and on the span), then counts, times and logs it.
+// context for the logs) and a server span that continues the caller's
+// trace (W3C traceparent) and names the ID, then counts, times and logs
+// it.
 func (s *Server) observe(c *gin.Context) {
 	began := time.Now()
 	id := c.GetHeader(RequestIDHeader)
@@ -85,10 +83,12 @@ func (s *Server) observe(c *gin.Context) {
 	c.Header(RequestIDHeader, id)
 	c.Set(requestIDKey, id)
 	c.Set(beganKey, began)
-	ctx := telemetry.WithRequestID(c.Request.Context(), id)
-	c.Request = c.Request.WithContext(ctx)
-	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String("cloudservers.request_id", id))
+	ctx := otel.GetTextMapPropagator().Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+	ctx, span := otel.Tracer("github.com/cloudservers/cloudservers/api").Start(ctx, c.Request.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("url.path", c.Request.URL.Path),
+			attribute.String("cloudservers.request_id", id)))
+	defer span.End()
+	c.Request = c.Request.WithContext(telemetry.WithRequestID(ctx, id))
 	c.Next()
 	route := c.FullPath()
 	if route == "" {
@@ -96,6 +96,10 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	span.SetName(c.Request.Method + " " + route)
 	status := c.Writer.Status()
+	span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
 	elapsed := time.Since(began)
 	if s.metrics != nil {
 		s.metrics.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(status)).Inc()
