@@ -28,7 +28,7 @@ type Endpoints struct {
 	// Pids are the stack's processes by name (the engines and, from dev,
 	// the application's): what the report samples their CPU time of.
 	Pids      map[string]int `json:"pids"`
-	Customers         []struct {
+	Customers []struct {
 		CustomerID string `json:"customer_id"`
 		APIKey     string `json:"api_key"`
 	} `json:"customers"`
