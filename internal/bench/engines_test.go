@@ -7,6 +7,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func TestPersistenceRequestsSumsByOperation(t *testing.T) {
@@ -69,5 +74,22 @@ func TestEngineUseOverABurst(t *testing.T) {
 	raw := engineUse{persistence: map[string]float64{"A": 2}}
 	if got := topPersistence(use, raw, 2, 1, 1); got != "A 2.0 (raw 2.0)" {
 		t.Fatalf("topPersistence = %q", got)
+	}
+}
+
+func TestTaskWaitSumsScheduledToStarted(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	events := []*historypb.HistoryEvent{
+		{EventId: 2, EventType: enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventTime: at(0)},
+		{EventId: 3, EventType: enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, EventTime: at(40),
+			Attributes: &historypb.HistoryEvent_WorkflowTaskStartedEventAttributes{WorkflowTaskStartedEventAttributes: &historypb.WorkflowTaskStartedEventAttributes{ScheduledEventId: 2}}},
+		{EventId: 5, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventTime: at(50)},
+		{EventId: 6, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED, EventTime: at(150),
+			Attributes: &historypb.HistoryEvent_ActivityTaskStartedEventAttributes{ActivityTaskStartedEventAttributes: &historypb.ActivityTaskStartedEventAttributes{ScheduledEventId: 5}}},
+		{EventId: 7, EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventTime: at(900)},
+	}
+	if got := taskWait(events); got != 140*time.Millisecond {
+		t.Fatalf("taskWait = %v, want 140ms (40 for the workflow task, 100 for the activity)", got)
 	}
 }

@@ -33,6 +33,7 @@ const (
 	secCreate  = "create"
 	secDelete  = "delete"
 	secHistory = "history"
+	secStages  = "stages"
 )
 
 func (r *runner) step(format string, args ...any) {
@@ -206,6 +207,7 @@ func (r *runner) creates(ctx context.Context, tr *tracker, custs []*customer) ([
 	out := summarize(ops, t0)
 	r.e2eRows(secCreate, "creates", out, rawLat, rawRate)
 	r.engineRows(secCreate, "create", s2.since(s1), s1.since(s0), len(ops), len(rawLat))
+	r.stageRows(ctx, ops, rawIDs)
 	var okOps []*op
 	for _, o := range ops {
 		if o.status == "succeeded" {
