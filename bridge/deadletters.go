@@ -71,7 +71,11 @@ func (r *Replay) Run(ctx context.Context, found func(Replayed)) (replayed, passe
 	if err != nil {
 		return 0, 0, fmt.Errorf("partitions of %s: %w", topic, err)
 	}
-	committed, err := CommittedOffsets(r.Kafka, group, topic, parts)
+	// The group's coordinator may still be loading or moving: retried,
+	// as the consumers do.
+	committed, err := retryOffsets(ctx, r.Log, "read the replay's committed offsets", func() (map[int32]Committed, error) {
+		return CommittedOffsets(r.Kafka, group, topic, parts)
+	})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -131,7 +135,9 @@ func (r *Replay) partition(ctx context.Context, topic, group string, p int32, fr
 			}
 		}
 		if !r.DryRun {
-			if err := commitOffset(r.Kafka, group, noGeneration, "", topic, p, msg.Offset+1, "replay"); err != nil {
+			if _, err := retryOffsets(ctx, r.Log, "commit the replay's progress", func() (struct{}, error) {
+				return struct{}{}, commitOffset(r.Kafka, group, noGeneration, "", topic, p, msg.Offset+1, "replay")
+			}); err != nil {
 				return replayed, passed, err
 			}
 		}
