@@ -414,6 +414,11 @@ func runBridge(ctx context.Context, args []string) error {
 			out = append(out, bridge.OwnedPartition{Group: cfg.requestGroup, Topic: cfg.requestsTopic, Partition: k.(int32)})
 			return true
 		})
+		if group != nil {
+			for _, c := range group.Claims() {
+				out = append(out, bridge.OwnedPartition{Group: cfg.requestGroup, Topic: cfg.requestsTopic, Partition: c.Partition})
+			}
+		}
 		routing.Range(func(k, _ any) bool {
 			topic, p, _ := strings.Cut(k.(string), "/")
 			n, _ := strconv.Atoi(p)
