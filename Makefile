@@ -75,6 +75,7 @@ unit:
 
 ## docs: regenerate the OpenAPI spec in docs/ from the swag annotations
 docs:
+	$(GO) test ./api -run TestSpecFollowsTheOperations -count=1 -update-enums
 	$(SWAG) init -g api/api.go -o docs --parseInternal -q
 
 clean:

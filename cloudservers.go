@@ -48,8 +48,8 @@ func NotificationTopicsOf(versioned, legacy, ceilometer string) []string {
 	return []string{versioned + ".info", versioned + ".error", legacy + ".info", legacy + ".error", ceilometer}
 }
 
-// OperationType names an operation a customer can ask for. The workflows
-// registry maps each to its saga.
+// OperationType names an operation a customer can ask for. Operations
+// describes each; the workflows registry maps each to its saga.
 type OperationType string
 
 const (
@@ -104,12 +104,12 @@ type CreateParams struct {
 
 // RebootParams are the parameters of a reboot request.
 type RebootParams struct {
-	Type string `json:"reboot_type,omitempty"` // "soft" (default) or "hard"
+	Type string `json:"reboot_type,omitempty" enums:"soft,hard" example:"soft" doc:"default soft"`
 }
 
 // ResizeParams are the parameters of a resize request.
 type ResizeParams struct {
-	Size string `json:"size"`
+	Size string `json:"size" example:"s-1vcpu-128mb" doc:"see GET /v1/sizes"`
 }
 
 // ServerStatus is the customer-visible status of a server.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,10 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/workflows"
 )
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
 
 // createServer godoc
 //
@@ -50,19 +46,17 @@ func (s *Server) createServer(c *gin.Context) {
 		return
 	}
 	customer := customerOf(c)
+	def, _ := cloudservers.LookupOperation(cloudservers.OpCreate)
+	p := cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region}
 	var bad invalid
-	if !nameRE.MatchString(req.Name) {
-		bad.add("name", "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
-	}
-	size, ok := s.cfg.Catalog.Size(req.Size)
-	if !ok {
-		bad.add("size", fmt.Sprintf("unknown size %q (see GET /v1/sizes)", clip(req.Size)))
-	}
-	if _, ok := s.cfg.Catalog.Image(req.Image); !ok {
-		bad.add("image", fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(req.Image)))
-	}
-	if _, ok := s.cfg.Catalog.Region(req.Region); !ok {
-		bad.add("region", fmt.Sprintf("unknown region %q (see GET /v1/regions)", clip(req.Region)))
+	var pes cloudservers.ParamErrors
+	if err := def.ValidateParams(mustJSON(p), s.cfg.Catalog); errors.As(err, &pes) {
+		for _, pe := range pes {
+			bad.add(pe.Field, pe.Problem)
+		}
+	} else if err != nil {
+		s.abort(c, paramProblem(err))
+		return
 	}
 	key, field, problem := s.serverSSHKey(customer, req)
 	if problem != "" {
@@ -72,21 +66,13 @@ func (s *Server) createServer(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if err := s.checkQuota(customer, size.VCPUs, 1); err != nil {
-		s.abort(c, err)
-		return
-	}
-	p := cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region}
 	if key != nil {
 		p.SSHKey, p.KeyName = key.PublicKey, NovaKeyName(key.ID)
 	}
 	params := mustJSON(p)
-	if def, ok := workflows.Lookup(cloudservers.OpCreate); ok {
-		// The saga's own validator has the last word.
-		if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
-			s.abort(c, paramProblem(err))
-			return
-		}
+	if err := s.checkQuota(customer, def.Quota(s.cfg.Catalog, cloudservers.Server{}, params)); err != nil {
+		s.abort(c, err)
+		return
 	}
 	s.accept(c, idem, mutation{op: cloudservers.OpCreate, params: params, create: &p})
 }
@@ -119,8 +105,9 @@ func (s *Server) serverSSHKey(customer string, req CreateServerRequest) (key *SS
 }
 
 // checkQuota refuses a change that would take the customer over its server
-// or vCPU quota: servers more servers and vcpus more vCPUs.
-func (s *Server) checkQuota(customer string, vcpus, servers int) error {
+// or vCPU quota: u's more servers and more vCPUs.
+func (s *Server) checkQuota(customer string, u cloudservers.Usage) error {
+	vcpus, servers := u.VCPUs, u.Servers
 	live := s.rm.Servers(customer, func(sv cloudservers.Server) bool {
 		return sv.Status != cloudservers.StatusDeleted
 	})
@@ -251,8 +238,8 @@ func (s *Server) serverAction(c *gin.Context) {
 	}
 	delete(fields, "type")
 	op := cloudservers.OperationType(typ)
-	def, ok := workflows.Lookup(op)
-	if !ok || op == cloudservers.OpCreate || op == cloudservers.OpDelete {
+	def, ok := cloudservers.LookupOperation(op)
+	if !ok || def.API != cloudservers.ExposeAction {
 		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", clip(typ), strings.Join(actionTypes(), ", ")), "type"))
 		return
 	}
@@ -261,24 +248,18 @@ func (s *Server) serverAction(c *gin.Context) {
 		s.abort(c, paramProblem(err))
 		return
 	}
-	var extraVCPUs int
-	if op == cloudservers.OpResize {
-		var p cloudservers.ResizeParams
-		_ = json.Unmarshal(params, &p)
-		if p.Size == srv.Size {
-			s.abort(c, errorf(CodeValidation, "the server already has size "+p.Size, "size"))
+	if def.Applies != nil {
+		if pe := def.Applies(srv, params); pe != nil {
+			s.abort(c, errorf(CodeValidation, pe.Problem, pe.Field))
 			return
 		}
-		to, _ := s.cfg.Catalog.Size(p.Size)
-		from, _ := s.cfg.Catalog.Size(srv.Size)
-		extraVCPUs = to.VCPUs - from.VCPUs
 	}
 	if err := s.checkState(srv, op); err != nil {
 		s.abort(c, err)
 		return
 	}
-	if extraVCPUs > 0 {
-		if err := s.checkQuota(customerOf(c), extraVCPUs, 0); err != nil {
+	if def.Quota != nil {
+		if err := s.checkQuota(customerOf(c), def.Quota(s.cfg.Catalog, srv, params)); err != nil {
 			s.abort(c, err)
 			return
 		}
@@ -286,13 +267,13 @@ func (s *Server) serverAction(c *gin.Context) {
 	s.accept(c, idem, mutation{op: op, serverID: srv.ID, params: params})
 }
 
-// actionTypes are the operations the action endpoint accepts: every saga of
-// the registry but create and delete, which have their own endpoints.
+// actionTypes are the operations the action endpoint accepts: those that
+// cloudservers.Operations exposes as actions.
 func actionTypes() []string {
 	var out []string
-	for _, d := range workflows.Registry() {
-		if d.Operation != cloudservers.OpCreate && d.Operation != cloudservers.OpDelete {
-			out = append(out, string(d.Operation))
+	for _, d := range cloudservers.Operations() {
+		if d.API == cloudservers.ExposeAction {
+			out = append(out, string(d.Type))
 		}
 	}
 	return out
@@ -301,9 +282,17 @@ func actionTypes() []string {
 // paramProblem turns a saga's parameter validation error into a 422 naming
 // the field, in JSON terms.
 func paramProblem(err error) error {
-	var pe *workflows.ParamError
+	var pe *cloudservers.ParamError
 	if errors.As(err, &pe) {
 		return errorf(CodeValidation, pe.Problem, pe.Field)
+	}
+	var pes cloudservers.ParamErrors
+	if errors.As(err, &pes) {
+		var bad invalid
+		for _, pe := range pes {
+			bad.add(pe.Field, pe.Problem)
+		}
+		return bad.err()
 	}
 	detail, field := jsonProblem(err)
 	if field != "" {
@@ -331,7 +320,7 @@ func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationTy
 		}
 		return errorf(CodeLocked, fmt.Sprintf("server %s has %s operation %s in flight (/v1/operations/%s); retry when it completes", srv.ID, kind, o.ID, o.ID))
 	}
-	def, ok := workflows.Lookup(op)
+	def, ok := cloudservers.LookupOperation(op)
 	if !ok {
 		return errorf(CodeValidation, "unknown operation "+string(op))
 	}
@@ -375,7 +364,7 @@ func (s *Server) listServersOf(c *gin.Context, customer, path string) {
 		return
 	}
 	status := q.Get("status")
-	if q.Has("status") && !knownStatus(status) {
+	if q.Has("status") && !cloudservers.ServerStatus(status).Known() {
 		s.abort(c, errorf(CodeInvalidRequest, fmt.Sprintf("unknown status %q", clip(status)), "status"))
 		return
 	}
@@ -391,16 +380,6 @@ func (s *Server) listServersOf(c *gin.Context, customer, path string) {
 		out.Servers = append(out.Servers, s.serverView(sv))
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func knownStatus(s string) bool {
-	switch cloudservers.ServerStatus(s) {
-	case cloudservers.StatusQueued, cloudservers.StatusCreating, cloudservers.StatusActive, cloudservers.StatusOff,
-		cloudservers.StatusRebooting, cloudservers.StatusStopping, cloudservers.StatusStarting, cloudservers.StatusResizing,
-		cloudservers.StatusDeleting, cloudservers.StatusDeleted, cloudservers.StatusError:
-		return true
-	}
-	return false
 }
 
 // ownServer returns the customer's server. Another customer's server is

@@ -2777,7 +2777,7 @@ const docTemplate = `{
                     "example": "soft"
                 },
                 "size": {
-                    "description": "resize only",
+                    "description": "resize only; see GET /v1/sizes",
                     "type": "string",
                     "example": "s-1vcpu-128mb"
                 },

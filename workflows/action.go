@@ -3,7 +3,6 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
@@ -18,7 +17,6 @@ type novaAction struct {
 	success  []string
 	failure  []string
 	status   string // Nova status that means done, for reconciliation
-	after    cloudservers.ServerStatus
 }
 
 func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res OperationResult, err error) {
@@ -45,6 +43,5 @@ func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res
 	}, "", nil); err != nil {
 		return res, err
 	}
-	srv.Status = act.after
 	return OperationResult{Server: srv}, nil
 }

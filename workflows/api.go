@@ -102,6 +102,10 @@ type StepFailure struct {
 	// non-empty list means something may have leaked and the reaper or
 	// support must look.
 	CompensationErrors []string `json:"compensation_errors,omitempty"`
+	// InstanceError says the step failed because Nova put the instance in
+	// ERROR: the lifecycle then gives the server the operation's
+	// InstanceError status (cloudservers.OperationDef).
+	InstanceError bool `json:"instance_error,omitempty"`
 }
 
 // ErrStepFailed is the ApplicationError type of a saga's failure; its

@@ -1,8 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -10,23 +8,6 @@ import (
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
-
-func validateCreate(params json.RawMessage, catalog cloudservers.Catalog) error {
-	var p cloudservers.CreateParams
-	if err := decodeParams(params, &p); err != nil {
-		return err
-	}
-	if _, ok := catalog.Size(p.Size); !ok {
-		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
-	}
-	if _, ok := catalog.Image(p.Image); !ok {
-		return &ParamError{Field: "image", Problem: fmt.Sprintf("unknown image %q (see GET /v1/images)", p.Image)}
-	}
-	if _, ok := catalog.Region(p.Region); !ok {
-		return &ParamError{Field: "region", Problem: fmt.Sprintf("unknown region %q (see GET /v1/regions)", p.Region)}
-	}
-	return nil
-}
 
 // CreateServerWorkflow provisions a server:
 //
@@ -115,7 +96,6 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	}
 
 	srv.FloatingIPID, srv.PublicIPv4 = fip.ID, fip.Address
-	srv.Status = cloudservers.StatusActive
 	return OperationResult{Server: srv}, nil
 }
 

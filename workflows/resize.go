@@ -1,25 +1,11 @@
 package workflows
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
-
-func validateResize(params json.RawMessage, catalog cloudservers.Catalog) error {
-	var p cloudservers.ResizeParams
-	if err := decodeParams(params, &p); err != nil {
-		return err
-	}
-	if _, ok := catalog.Size(p.Size); !ok {
-		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
-	}
-	return nil
-}
 
 // ResizeServerWorkflow changes a server's size:
 //
@@ -81,11 +67,7 @@ func ResizeServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	}, "", nil); err != nil {
 		return res, err
 	}
-	srv.Size = p.Size
-	srv.Status = in.Server.Status // a resized server comes back as it was: on, or off
-	if srv.Status != cloudservers.StatusOff {
-		srv.Status = cloudservers.StatusActive
-	}
+	srv.Size = p.Size // a resized server comes back as it was: on, or off (cloudservers.Operations)
 	return OperationResult{Server: srv}, nil
 }
 
