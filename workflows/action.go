@@ -19,6 +19,10 @@ type novaAction struct {
 	status   string // Nova status that means done, for reconciliation
 }
 
+// WaitStep is the name of the step that waits for the notification of the
+// Nova action an activity asked for: WaitForRebootNovaServer.
+func WaitStep(activity string) string { return "WaitFor" + activity }
+
 func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res OperationResult, err error) {
 	ctx = WithActivityOptions(ctx)
 	srv := in.Server
@@ -32,7 +36,7 @@ func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res
 	if err != nil {
 		return res, err
 	}
-	if _, err = Step(saga, "WaitFor"+act.step, func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, WaitStep(act.step), func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What:      act.what + " of Nova server " + srv.NovaInstanceID,
 			Action:    nova,

@@ -9,6 +9,10 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 )
 
+// StepWaitForNovaBuild is the create saga's wait for the build (named before
+// WaitStep; support knows it by this name).
+const StepWaitForNovaBuild = "WaitForNovaBuild"
+
 // CreateServerWorkflow provisions a server:
 //
 //  1. CreatePort            (undo: DeletePort)
@@ -62,7 +66,7 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	srv.NovaInstanceID = nova.InstanceID
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrNovaInstanceID.ValueSet(nova.InstanceID))
 
-	if _, err = Step(saga, "WaitForNovaBuild", func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, StepWaitForNovaBuild, func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What:    "build of Nova server " + nova.InstanceID,
 			Action:  nova,

@@ -7,6 +7,10 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 )
 
+// StepWaitForNovaResize is the resize saga's wait for the resize (named
+// before WaitStep; support knows it by this name).
+const StepWaitForNovaResize = "WaitForNovaResize"
+
 // ResizeServerWorkflow changes a server's size:
 //
 //  1. ResizeNovaServer       (undo: RevertResize, waiting for instance.resize_revert.end)
@@ -44,7 +48,7 @@ func ResizeServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	if err != nil {
 		return res, err
 	}
-	if _, err = Step(saga, "WaitForNovaResize", func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, StepWaitForNovaResize, func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What: "resize of Nova server " + id, Action: resize,
 			Success:   []string{"instance.resize_finish.end"},
