@@ -59,6 +59,7 @@ const (
 	OpPowerOff OperationType = "power_off"
 	OpPowerOn  OperationType = "power_on"
 	OpResize   OperationType = "resize"
+	OpRebuild  OperationType = "rebuild"
 	OpReap     OperationType = "reap"
 )
 
@@ -112,21 +113,27 @@ type ResizeParams struct {
 	Size string `json:"size" example:"s-1vcpu-128mb" doc:"see GET /v1/sizes"`
 }
 
+// RebuildParams are the parameters of a rebuild request.
+type RebuildParams struct {
+	Image string `json:"image" example:"tiny" doc:"see GET /v1/images"`
+}
+
 // ServerStatus is the customer-visible status of a server.
 type ServerStatus string
 
 const (
-	StatusQueued    ServerStatus = "queued"
-	StatusCreating  ServerStatus = "creating"
-	StatusActive    ServerStatus = "active"
-	StatusOff       ServerStatus = "off"
-	StatusRebooting ServerStatus = "rebooting"
-	StatusStopping  ServerStatus = "stopping"
-	StatusStarting  ServerStatus = "starting"
-	StatusResizing  ServerStatus = "resizing"
-	StatusDeleting  ServerStatus = "deleting"
-	StatusDeleted   ServerStatus = "deleted"
-	StatusError     ServerStatus = "error"
+	StatusQueued     ServerStatus = "queued"
+	StatusCreating   ServerStatus = "creating"
+	StatusActive     ServerStatus = "active"
+	StatusOff        ServerStatus = "off"
+	StatusRebooting  ServerStatus = "rebooting"
+	StatusStopping   ServerStatus = "stopping"
+	StatusStarting   ServerStatus = "starting"
+	StatusResizing   ServerStatus = "resizing"
+	StatusRebuilding ServerStatus = "rebuilding"
+	StatusDeleting   ServerStatus = "deleting"
+	StatusDeleted    ServerStatus = "deleted"
+	StatusError      ServerStatus = "error"
 )
 
 // Server is the read-model record of a server, published by its lifecycle

@@ -104,13 +104,17 @@ func Operations() []OperationDef {
 			Running: StatusResizing, InstanceError: StatusError, Applies: resizeApplies,
 			Quota: resizeQuota, API: ExposeAction, CLI: CLICommand{Name: "resize", Summary: "resize a server",
 				Flags: []CLIFlag{{Name: "size", Param: "size", Required: true, Usage: "the new size (see `servers sizes`)"}}}},
+		{Type: OpRebuild, Params: RebuildParams{}, Validate: validateRebuild, From: running,
+			Running: StatusRebuilding, Succeeded: StatusActive, InstanceError: StatusError,
+			API: ExposeAction, CLI: CLICommand{Name: "rebuild", Summary: "rebuild a server from an image, keeping its ID and addresses",
+				Flags: []CLIFlag{{Name: "image", Param: "image", Required: true, Usage: "the image (see `servers images`)"}}}},
 	}
 }
 
 // ServerStatuses lists every status of a server, in the order of its life.
 var ServerStatuses = []ServerStatus{
 	StatusQueued, StatusCreating, StatusActive, StatusOff, StatusRebooting, StatusStopping, StatusStarting,
-	StatusResizing, StatusDeleting, StatusDeleted, StatusError,
+	StatusResizing, StatusRebuilding, StatusDeleting, StatusDeleted, StatusError,
 }
 
 // OperationStatuses lists every status of an operation.
@@ -301,6 +305,17 @@ func resizeApplies(srv Server, params json.RawMessage) *ParamError {
 	_ = json.Unmarshal(params, &p)
 	if p.Size == srv.Size {
 		return &ParamError{Field: "size", Problem: "the server already has size " + p.Size}
+	}
+	return nil
+}
+
+func validateRebuild(params json.RawMessage, catalog Catalog) error {
+	var p RebuildParams
+	if err := DecodeParams(params, &p); err != nil {
+		return err
+	}
+	if _, ok := catalog.Image(p.Image); !ok {
+		return &ParamError{Field: "image", Problem: fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(p.Image))}
 	}
 	return nil
 }

@@ -5,7 +5,8 @@ package api
 // ActionRequest is the body of POST /v1/servers/{id}/actions: the action's
 // type and its parameters.
 type ActionRequest struct {
-	Type       string `json:"type" enums:"reboot,power_off,power_on,resize" enumsof:"action_type" example:"reboot"`
+	Type       string `json:"type" enums:"reboot,power_off,power_on,resize,rebuild" enumsof:"action_type" example:"reboot"`
 	RebootType string `json:"reboot_type,omitempty" enums:"soft,hard" example:"soft"` // reboot only; default soft
 	Size       string `json:"size,omitempty" example:"s-1vcpu-128mb"`                 // resize only; see GET /v1/sizes
+	Image      string `json:"image,omitempty" example:"tiny"`                         // rebuild only; see GET /v1/images
 } // @name ActionRequest

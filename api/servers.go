@@ -337,7 +337,7 @@ func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationTy
 //	@Tags			servers
 //	@Produce		json,application/problem+json
 //	@Security		BearerAuth
-//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error)
+//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,rebuilding,deleting,deleted,error)
 //	@Param			page_size	query		int		false	"1 to 100, default 20"	minimum(1)	maximum(100)
 //	@Param			page_token	query		string	false	"From the previous page's next link"
 //	@Success		200			{object}	ServerList

@@ -442,6 +442,7 @@ func TestServerActions(t *testing.T) {
 	run(map[string]any{"type": "power_on"}, cloudservers.StatusStarting, cloudservers.StatusActive)
 	expect(t, e.do(req{method: "POST", path: path, key: e.alice, body: map[string]any{"type": "power_on"}}), 409, api.CodeInvalidState, nil)
 	run(map[string]any{"type": "resize", "size": "s-1vcpu-128mb"}, cloudservers.StatusResizing, cloudservers.StatusActive)
+	run(map[string]any{"type": "rebuild", "image": "tiny"}, cloudservers.StatusRebuilding, cloudservers.StatusActive)
 
 	// Every operation is listed, oldest first.
 	var l api.OperationList
@@ -450,7 +451,7 @@ func TestServerActions(t *testing.T) {
 	for _, o := range l.Operations {
 		types = append(types, o.Type)
 	}
-	if strings.Join(types, ",") != "create,reboot,reboot,power_off,power_on,resize" {
+	if strings.Join(types, ",") != "create,reboot,reboot,power_off,power_on,resize,rebuild" {
 		t.Errorf("operations %v", types)
 	}
 
@@ -474,6 +475,8 @@ func TestServerActions(t *testing.T) {
 		{"resize unknown size", map[string]any{"type": "resize", "size": "huge"}, 422, api.CodeValidation, []string{"size"}},
 		{"resize to same size", map[string]any{"type": "resize", "size": "s-1vcpu-64mb"}, 422, api.CodeValidation, []string{"size"}},
 		{"resize size not a string", map[string]any{"type": "resize", "size": []int{1}}, 422, api.CodeValidation, []string{"size"}},
+		{"rebuild without image", map[string]any{"type": "rebuild"}, 422, api.CodeValidation, []string{"image"}},
+		{"rebuild unknown image", map[string]any{"type": "rebuild", "image": "windows-95"}, 422, api.CodeValidation, []string{"image"}},
 		{"not an object", `[1]`, 400, api.CodeInvalidRequest, nil},
 		{"malformed", `{"type":}`, 400, api.CodeInvalidRequest, nil},
 	} {

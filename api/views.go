@@ -10,7 +10,7 @@ import (
 type ServerView struct {
 	ID          string        `json:"id" example:"01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"`
 	Name        string        `json:"name" example:"web-1"`
-	Status      string        `json:"status" example:"active" enums:"queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error" enumsof:"server_status"`
+	Status      string        `json:"status" example:"active" enums:"queued,creating,active,off,rebooting,stopping,starting,resizing,rebuilding,deleting,deleted,error" enumsof:"server_status"`
 	Size        string        `json:"size" example:"s-1vcpu-64mb"`
 	Image       string        `json:"image" example:"tiny"`
 	Region      string        `json:"region" example:"region-one"`
@@ -27,7 +27,7 @@ type ServerView struct {
 // OperationRef is the operation in flight on a server, in brief.
 type OperationRef struct {
 	ID     string `json:"id"`
-	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize" enumsof:"operation_type"`
+	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild" enumsof:"operation_type"`
 	Status string `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status"`
 	Link   string `json:"link"`
 } // @name OperationRef
@@ -35,7 +35,7 @@ type OperationRef struct {
 // OperationView is an asynchronous operation.
 type OperationView struct {
 	ID          string     `json:"id" example:"01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"`
-	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize" enumsof:"operation_type" example:"create"`
+	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild" enumsof:"operation_type" example:"create"`
 	Status      string     `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status" example:"pending"`
 	ServerID    string     `json:"server_id" example:"01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"`
 	Error       string     `json:"error,omitempty"`       // why it failed

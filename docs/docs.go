@@ -270,6 +270,7 @@ const docTemplate = `{
                             "stopping",
                             "starting",
                             "resizing",
+                            "rebuilding",
                             "deleting",
                             "deleted",
                             "error"
@@ -931,6 +932,7 @@ const docTemplate = `{
                             "stopping",
                             "starting",
                             "resizing",
+                            "rebuilding",
                             "deleting",
                             "deleted",
                             "error"
@@ -2767,6 +2769,11 @@ const docTemplate = `{
         "ActionRequest": {
             "type": "object",
             "properties": {
+                "image": {
+                    "description": "rebuild only; see GET /v1/images",
+                    "type": "string",
+                    "example": "tiny"
+                },
                 "reboot_type": {
                     "description": "reboot only; default soft",
                     "type": "string",
@@ -2787,7 +2794,8 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild"
                     ],
                     "example": "reboot"
                 }
@@ -2969,7 +2977,8 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild"
                     ],
                     "example": "create"
                 },
@@ -3019,7 +3028,8 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild"
                     ]
                 }
             }
@@ -3221,6 +3231,7 @@ const docTemplate = `{
                         "stopping",
                         "starting",
                         "resizing",
+                        "rebuilding",
                         "deleting",
                         "deleted",
                         "error"

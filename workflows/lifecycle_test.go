@@ -394,7 +394,7 @@ func TestLifecycleRejectsWithoutCallingOpenStack(t *testing.T) {
 		{"reboot while off", ptr(offServer()), rebootReq, "cannot reboot a server that is off"},
 		{"create of an existing server", ptr(activeServer()), createReq, "server srv-1 already exists"},
 		{"reboot of a server never created", nil, rebootReq, "server srv-1 not found"},
-		{"an unknown operation", ptr(activeServer()), request("op-x", "rebuild", nil), `unknown operation "rebuild"`},
+		{"an unknown operation", ptr(activeServer()), request("op-x", "migrate", nil), `unknown operation "migrate"`},
 		{"create with invalid parameters", nil, bad, "invalid parameters"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

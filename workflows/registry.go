@@ -47,6 +47,7 @@ func Registry() []SagaDef {
 			Awaits: []string{"instance.resize_finish.end", "instance.resize.error", "instance.resize_prep.error", "instance.resize_finish.error",
 				"compute_task.migrate_server.error", "instance.resize_confirm.end", "instance.resize_confirm.error",
 				"instance.resize_revert.end", "instance.resize_revert.error"}},
+		{Operation: cloudservers.OpRebuild, Workflow: RebuildServerWorkflow, Awaits: []string{"instance.rebuild.end", "instance.rebuild.error"}},
 	}
 }
 
@@ -78,6 +79,9 @@ var (
 	awaitedOnce sync.Once
 	awaited     map[string]bool
 )
+
+// Name is the workflow type the saga is registered and started as.
+func (d SagaDef) Name() string { return functionName(d.Workflow) }
 
 // sagaFunc is the signature of every saga.
 type sagaFunc = func(workflow.Context, OperationInput) (OperationResult, error)

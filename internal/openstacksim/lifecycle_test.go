@@ -63,6 +63,17 @@ func TestUncapturedOperations(t *testing.T) {
 		"instance.update(active)", "instance.power_off.start(active)", "instance.update(stopped)", "instance.power_off.end(stopped)")
 	step("start", func() { must(servers.Start(ctx, e.compute, id).ExtractErr()) }, "ACTIVE",
 		"instance.update(stopped)", "instance.power_on.start(stopped)", "instance.update(active)", "instance.power_on.end(active)")
+	var rebuilt *servers.Server
+	step("rebuild", func() {
+		var err error
+		rebuilt, err = servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Extract()
+		must(err)
+	}, "ACTIVE",
+		"instance.update(active)", "instance.rebuild.start(active)", "instance.update(active)", "instance.update(active)",
+		"instance.update(active)", "instance.rebuild.end(active)")
+	if rebuilt.ID != id || rebuilt.AdminPass == "" {
+		t.Errorf("rebuild answered %+v", rebuilt)
+	}
 	step("resize", func() {
 		must(servers.Resize(ctx, e.compute, id, servers.ResizeOpts{FlavorRef: smallFlavor}).ExtractErr())
 	}, "VERIFY_RESIZE",
@@ -205,5 +216,24 @@ func TestCloseStopsEverything(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if after := runtime.NumGoroutine(); after > before+1 {
 		t.Errorf("%d goroutines before, %d after Close", before, after)
+	}
+}
+
+// TestRebuildRefusals: Nova's answers to a rebuild it cannot start.
+func TestRebuildRefusals(t *testing.T) {
+	e := newEnv(t, Config{RebuildTime: time.Minute})
+	ctx := context.Background()
+	id := e.createServer("rb")
+	e.waitStatus(id, "ACTIVE")
+	err := servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: "00000000-0000-0000-0000-000000000000"}).Err
+	if err == nil || !strings.Contains(err.Error(), "Cannot find image for rebuild") {
+		t.Errorf("unknown image: %v", err)
+	}
+	if err := servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Err; err != nil {
+		t.Fatal(err)
+	}
+	err = servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Err
+	if err == nil || !strings.Contains(err.Error(), "Cannot 'rebuild' instance "+id+" while it is in task_state rebuilding") {
+		t.Errorf("rebuild during a rebuild: %v", err)
 	}
 }

@@ -676,6 +676,11 @@ func (c *Cloud) RevertResize(ctx context.Context, id string) (activities.NovaAct
 	return c.nova(ctx, "RevertResize", id, id, novaAction{"instance.resize_revert.end", "active", "ACTIVE"})
 }
 
+// RebuildNovaServer implements activities.Activities.RebuildNovaServer.
+func (c *Cloud) RebuildNovaServer(ctx context.Context, in activities.RebuildInput) (activities.NovaAction, error) {
+	return c.nova(ctx, "RebuildNovaServer", in.InstanceID, in, novaAction{"instance.rebuild.end", "active", "ACTIVE"})
+}
+
 func isPublication(activity string) bool {
 	return activity == "PublishServer" || activity == "PublishOperation" || activity == "PublishState"
 }
