@@ -10,9 +10,9 @@
 //     request ID. Faults are injected per call: an activity error
 //     (Cloud.Fail), other notifications or none at all (Cloud.Notify), the
 //     answer of the one reconciliation read (Cloud.AnswerGet).
-//     Install mocks the activities of a Temporal test environment with it;
-//     Register puts the same fake on a real worker (used to record replay
-//     histories against a real Temporal server).
+//     Install puts it on a Temporal test environment, Register on a real
+//     worker (used to record replay histories against a real Temporal
+//     server), under the names of activities.Activities' methods.
 //
 //   - Saga, a table of a saga's steps and compensations from which Run*
 //     generate the tests every saga needs: the happy path; for every step N,
@@ -29,23 +29,25 @@
 // Adding a saga? Describe it as a Saga and call its Run methods from the
 // saga's test file:
 //
-//	var rebuild = sagatest.Saga{
+//	var rebuildSaga = sagatest.Saga{
 //		Workflow: workflows.RebuildServerWorkflow,
-//		Input:    input,
+//		Input:    input(request("op-rebuild", cloudservers.OpRebuild, cloudservers.RebuildParams{Image: "tiny"}), activeServer()),
 //		Steps: []sagatest.Step{
-//			{Name: "RebuildNovaServer", Activity: "RebuildNovaServer"},
-//			{Name: "WaitForRebuildNovaServer", Waits: "RebuildNovaServer", Failures: []sagatest.Failure{
-//				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "no valid host"),
-//				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuilding"}),
+//			{Activity: "RebuildNovaServer"}, // named after its activity
+//			{Waits: "RebuildNovaServer", Failures: []sagatest.Failure{ // named workflows.WaitStep("RebuildNovaServer")
+//				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "Virtual Interface creation failed"),
+//				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuild_spawning"}),
 //			}},
 //		},
 //	}
 //	func TestRebuildSaga(t *testing.T) {
-//		t.Run("succeeds", rebuild.RunSuccess)
-//		t.Run("step fails", rebuild.RunFailures)
-//		t.Run("retry", rebuild.RunRetries)
-//		t.Run("cancelled", rebuild.RunCancellations)
+//		t.Run("succeeds", rebuildSaga.RunSuccess)
+//		t.Run("step fails", rebuildSaga.RunFailures)
+//		t.Run("retry", rebuildSaga.RunRetries)
+//		t.Run("cancelled", rebuildSaga.RunCancellations)
 //	}
+//
+// (workflows/rebuild_test.go is this saga's real test file.)
 //
 // Then record its history for the replay test (workflows/testdata/README.md).
 //
