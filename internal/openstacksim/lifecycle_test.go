@@ -2,6 +2,9 @@ package openstacksim
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -235,5 +238,64 @@ func TestRebuildRefusals(t *testing.T) {
 	err = servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Err
 	if err == nil || !strings.Contains(err.Error(), "Cannot 'rebuild' instance "+id+" while it is in task_state rebuilding") {
 		t.Errorf("rebuild during a rebuild: %v", err)
+	}
+}
+
+// TestRebuildAsTheKitDid checks the simulator's rebuild against what the
+// real Nova of the OpenStack kit did (testdata/rebuild-real-trace.json,
+// from make test-openstack's TestFullLifecycle trace): the action answers
+// 202, and the instance.rebuild.end that ends the wait (legacy and
+// versioned) carries the action's request ID and the state active.
+func TestRebuildAsTheKitDid(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "rebuild-real-trace.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real struct {
+		Trace struct {
+			OpenStackCallLog []struct {
+				Call   string `json:"call"`
+				Status int    `json:"status"`
+			} `json:"openstack_call_log"`
+			Notifications []struct {
+				EventType   string `json:"event_type"`
+				SameRequest string `json:"same_request"`
+				State       string `json:"state"`
+			} `json:"notifications"`
+		} `json:"trace"`
+	}
+	if err := json.Unmarshal(raw, &real); err != nil {
+		t.Fatal(err)
+	}
+	if len(real.Trace.OpenStackCallLog) != 1 || len(real.Trace.Notifications) != 1 {
+		t.Fatalf("capture: %+v", real.Trace)
+	}
+	call, end := real.Trace.OpenStackCallLog[0], real.Trace.Notifications[0]
+
+	e := newEnv(t, Config{})
+	id := e.createServer("rb-kit")
+	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
+	e.sim.ResetNotifications()
+	status, hdr, _ := e.nova("POST", "/servers/"+id+"/action", map[string]any{"rebuild": map[string]any{"imageRef": tinyImage}})
+	if call.Call != "POST /compute/v2.1/servers/{id}/action rebuild" || status != call.Status {
+		t.Fatalf("rebuild answered %d; the kit answered %d to %s", status, call.Status, call.Call)
+	}
+	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
+	requestID := hdr.Get("X-Openstack-Request-Id")
+	for _, format := range []string{notification.FormatLegacy, notification.FormatVersioned} {
+		var found bool
+		for _, d := range simStream(t, e.sim.Notifications(), id, format) {
+			if d.ev.EventType == end.EventType {
+				found = true
+				if d.ev.State != end.State || (end.SameRequest == "yes" && d.ev.RequestID != requestID) {
+					t.Errorf("%s %s: state %q request %q; the kit: state %q, the action's request (%s)", format, end.EventType, d.ev.State, d.ev.RequestID, end.State, requestID)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %s %s", format, end.EventType)
+		}
 	}
 }
