@@ -60,6 +60,7 @@ const (
 	OpPowerOn  OperationType = "power_on"
 	OpResize   OperationType = "resize"
 	OpRebuild  OperationType = "rebuild"
+	OpRename   OperationType = "rename"
 	OpReap     OperationType = "reap"
 )
 
@@ -116,6 +117,11 @@ type ResizeParams struct {
 // RebuildParams are the parameters of a rebuild request.
 type RebuildParams struct {
 	Image string `json:"image" example:"tiny" doc:"see GET /v1/images"`
+}
+
+// RenameParams are the parameters of a rename request.
+type RenameParams struct {
+	Name string `json:"name" example:"web-2"`
 }
 
 // ServerStatus is the customer-visible status of a server.

@@ -25,7 +25,8 @@ type OperationDef struct {
 	// From lists the statuses the operation may start from; empty means a
 	// new server (create).
 	From []ServerStatus
-	// Running is the server's status while the operation runs.
+	// Running is the server's status while the operation runs; empty: the
+	// status it had (a rename).
 	Running ServerStatus
 	// Succeeded is the server's status when it succeeds; empty: the status
 	// it had before (a resized server stays on or off).
@@ -44,7 +45,7 @@ type OperationDef struct {
 	Quota func(catalog Catalog, srv Server, params json.RawMessage) Usage
 	// API is how the REST API exposes the operation.
 	API Exposure
-	// CLI is the CLI command of an action (API == ExposeAction).
+	// CLI is the CLI command of an action or a rename.
 	CLI CLICommand
 }
 
@@ -55,6 +56,9 @@ const (
 	ExposeCreate Exposure = "POST /v1/servers"
 	ExposeDelete Exposure = "DELETE /v1/servers/{id}"
 	ExposeAction Exposure = "POST /v1/servers/{id}/actions"
+	// ExposeRename is PUT and PATCH /v1/servers/{id}: a change of the
+	// server's own fields.
+	ExposeRename Exposure = "PUT|PATCH /v1/servers/{id}"
 )
 
 // CLICommand is the CLI command that starts an action.
@@ -108,6 +112,9 @@ func Operations() []OperationDef {
 			Running: StatusRebuilding, Succeeded: StatusActive, InstanceError: StatusError,
 			API: ExposeAction, CLI: CLICommand{Name: "rebuild", Summary: "rebuild a server from an image, keeping its ID and addresses",
 				Flags: []CLIFlag{{Name: "image", Param: "image", Required: true, Usage: "the image (see `servers images`)"}}}},
+		{Type: OpRename, Params: RenameParams{}, Validate: validateRename, From: anyStatus, Applies: renameApplies,
+			API: ExposeRename, CLI: CLICommand{Name: "rename", Summary: "rename a server",
+				Flags: []CLIFlag{{Name: "name", Param: "name", Required: true, Usage: "the new name"}}}},
 	}
 }
 
@@ -305,6 +312,26 @@ func resizeApplies(srv Server, params json.RawMessage) *ParamError {
 	_ = json.Unmarshal(params, &p)
 	if p.Size == srv.Size {
 		return &ParamError{Field: "size", Problem: "the server already has size " + p.Size}
+	}
+	return nil
+}
+
+func validateRename(params json.RawMessage, _ Catalog) error {
+	var p RenameParams
+	if err := DecodeParams(params, &p); err != nil {
+		return err
+	}
+	if pe := ValidServerName(p.Name); pe != nil {
+		return pe
+	}
+	return nil
+}
+
+func renameApplies(srv Server, params json.RawMessage) *ParamError {
+	var p RenameParams
+	_ = json.Unmarshal(params, &p)
+	if p.Name == srv.Name {
+		return &ParamError{Field: "name", Problem: "the server is already named " + p.Name}
 	}
 	return nil
 }

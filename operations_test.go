@@ -45,12 +45,12 @@ func TestEveryOperationIsWellFormed(t *testing.T) {
 	for _, d := range cloudservers.Operations() {
 		assert.False(t, seen[d.Type], "%s listed once", d.Type)
 		seen[d.Type] = true
-		assert.True(t, d.Running.Known(), "%s: running status %q is a known status", d.Type, d.Running)
+		assert.True(t, d.Running == "" || d.Running.Known(), "%s: running status %q is a known status", d.Type, d.Running)
 		for _, s := range append(append([]cloudservers.ServerStatus{}, d.From...), d.Succeeded, d.Failed, d.InstanceError) {
 			assert.True(t, s == "" || s.Known(), "%s: status %q is a known status", d.Type, s)
 		}
 		assert.NotEmpty(t, d.API, "%s is exposed by the API", d.Type)
-		if d.API == cloudservers.ExposeAction {
+		if d.API == cloudservers.ExposeAction || d.API == cloudservers.ExposeRename {
 			assert.NotEmpty(t, d.CLI.Name, "action %s has a CLI command", d.Type)
 		}
 	}

@@ -243,7 +243,14 @@ func (s *Server) serverAction(c *gin.Context) {
 		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", clip(typ), strings.Join(actionTypes(), ", ")), "type"))
 		return
 	}
-	params := mustJSON(fields)
+	s.startOn(c, srv, idem, def, mustJSON(fields), nil)
+}
+
+// startOn accepts an operation of the table on a server once its
+// parameters are valid (ValidateParams, then Applies), then also by check
+// (when given), the server's status allows it, and the customer's quota
+// has room for it.
+func (s *Server) startOn(c *gin.Context, srv cloudservers.Server, idem *idempotency, def cloudservers.OperationDef, params json.RawMessage, check func() error) {
 	if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
 		s.abort(c, paramProblem(err))
 		return
@@ -254,7 +261,13 @@ func (s *Server) serverAction(c *gin.Context) {
 			return
 		}
 	}
-	if err := s.checkState(srv, op); err != nil {
+	if check != nil {
+		if err := check(); err != nil {
+			s.abort(c, err)
+			return
+		}
+	}
+	if err := s.checkState(srv, def.Type); err != nil {
 		s.abort(c, err)
 		return
 	}
@@ -264,7 +277,54 @@ func (s *Server) serverAction(c *gin.Context) {
 			return
 		}
 	}
-	s.accept(c, idem, mutation{op: op, serverID: srv.ID, params: params})
+	s.accept(c, idem, mutation{op: def.Type, serverID: srv.ID, params: params})
+}
+
+// renameServer godoc
+//
+//	@Summary		Rename a server
+//	@Description	Changes the server's name; PUT and PATCH take the same body. The name is the customer's: the Nova instance keeps the name the system recognises it by. Answers 202 with the rename operation.
+//	@Tags			servers
+//	@Accept			json
+//	@Produce		json,application/problem+json
+//	@Security		BearerAuth
+//	@Param			id				path		string				true	"Server ID"	format(uuid)
+//	@Param			Idempotency-Key	header		string				false	"Makes retries safe: the same key and body return the original answer for 24 hours"
+//	@Param			body			body		UpdateServerRequest	true	"The new name"
+//	@Success		202				{object}	OperationView
+//	@Failure		400				{object}	Problem	"invalid_request"
+//	@Failure		401				{object}	Problem	"unauthorized"
+//	@Failure		404				{object}	Problem	"not_found"
+//	@Failure		409				{object}	Problem	"already_exists: another of your servers has this name; server_locked: an operation is in flight; invalid_state"
+//	@Failure		413				{object}	Problem	"request_too_large"
+//	@Failure		415				{object}	Problem	"unsupported_media_type"
+//	@Failure		422				{object}	Problem	"validation_failed (name), or idempotency_key_reused"
+//	@Failure		429				{object}	Problem	"rate_limited"
+//	@Failure		503				{object}	Problem	"service_unavailable"
+//	@Header			all				{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all				{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
+//	@Router			/v1/servers/{id} [put]
+//	@Router			/v1/servers/{id} [patch]
+func (s *Server) renameServer(c *gin.Context) {
+	var fields map[string]json.RawMessage
+	srv, idem, ok := s.serverMutation(c, &fields)
+	if !ok {
+		return
+	}
+	def, _ := cloudservers.LookupOperation(cloudservers.OpRename)
+	params := mustJSON(fields)
+	s.startOn(c, srv, idem, def, params, func() error {
+		var p cloudservers.RenameParams
+		_ = json.Unmarshal(params, &p)
+		taken := s.rm.Servers(srv.CustomerID, func(sv cloudservers.Server) bool {
+			return sv.ID != srv.ID && sv.Name == p.Name && sv.Status != cloudservers.StatusDeleted
+		})
+		if len(taken) > 0 {
+			return errorf(CodeAlreadyExists, fmt.Sprintf("server %s is already named %s", taken[0].ID, p.Name), "name")
+		}
+		return nil
+	})
 }
 
 // actionTypes are the operations the action endpoint accepts: those that

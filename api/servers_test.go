@@ -69,7 +69,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	if allow := r.Header().Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
 		t.Errorf("Allow = %q", allow)
 	}
-	expect(t, e.do(req{method: "PATCH", path: "/v1/servers/" + "0193a0e4-0000-7000-8000-000000000000", key: e.alice}), 405, api.CodeMethodNotAllowed, nil)
+	expect(t, e.do(req{method: "PATCH", path: "/v1/servers/" + "0193a0e4-0000-7000-8000-000000000000" + "/actions", key: e.alice}), 405, api.CodeMethodNotAllowed, nil)
 }
 
 func TestCatalog(t *testing.T) {
@@ -489,6 +489,57 @@ func TestServerActions(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: path, key: e.alice, body: map[string]any{"type": "reboot"}, header: map[string]string{"Content-Type": "text/plain"}}), 415, api.CodeUnsupportedMedia, nil)
 }
 
+// PUT and PATCH /v1/servers/{id} rename a server: a rename operation that
+// leaves the status as it was; a bad, unchanged or taken name changes
+// nothing.
+func TestRenameServer(t *testing.T) {
+	e := newEnv(t, api.Config{})
+	id := e.activeServer(e.alice, "a")
+	other := e.activeServer(e.alice, "b")
+	path := "/v1/servers/" + id
+	for i, m := range []string{"PUT", "PATCH"} {
+		name := []string{"web-2", "web-3"}[i]
+		var op api.OperationView
+		expect(t, e.do(req{method: m, path: path, key: e.alice, body: map[string]any{"name": name}}), 202, "", &op)
+		if op.Type != "rename" || op.ServerID != id {
+			t.Fatalf("%s: operation %+v", m, op)
+		}
+		reqs := e.kafka.records(cloudservers.TopicRequests)
+		if v := string(reqs[len(reqs)-1].value); !strings.Contains(v, `"operation":"rename"`) || !strings.Contains(v, `"params":{"name":"`+name+`"}`) {
+			t.Fatalf("%s: request %s", m, v)
+		}
+		e.lifecycle(id, cloudservers.StatusActive, op.ID, cloudservers.OperationRunning)
+		e.lifecycle(id, cloudservers.StatusActive, op.ID, cloudservers.OperationSucceeded)
+	}
+	before := len(e.kafka.records(cloudservers.TopicRequests))
+	srvA, _ := e.rm.Server(id)
+	srvB, _ := e.rm.Server(other)
+	for _, m := range []string{"PUT", "PATCH"} {
+		for _, tc := range []struct {
+			name   string
+			body   any
+			status int
+			code   string
+			fields []string
+		}{
+			{"invalid name", map[string]any{"name": "-no-"}, 422, api.CodeValidation, []string{"name"}},
+			{"no name", map[string]any{}, 422, api.CodeValidation, []string{"name"}},
+			{"unknown field", map[string]any{"name": "ok", "size": "s-1vcpu-128mb"}, 422, api.CodeValidation, []string{"size"}},
+			{"another server's name", map[string]any{"name": srvB.Name}, 409, api.CodeAlreadyExists, []string{"name"}},
+			{"the name it has", map[string]any{"name": srvA.Name}, 422, api.CodeValidation, []string{"name"}},
+			{"malformed", `{"name":}`, 400, api.CodeInvalidRequest, nil},
+		} {
+			t.Run(m+" "+tc.name, func(t *testing.T) {
+				expect(t, e.do(req{method: m, path: path, key: e.alice, body: tc.body}), tc.status, tc.code, nil, tc.fields...)
+			})
+		}
+		expect(t, e.do(req{method: m, path: path, key: e.alice, body: map[string]any{"name": "x"}, header: map[string]string{"Content-Type": "text/plain"}}), 415, api.CodeUnsupportedMedia, nil)
+	}
+	if after := len(e.kafka.records(cloudservers.TopicRequests)); after != before {
+		t.Errorf("refused renames wrote %d requests", after-before)
+	}
+}
+
 func TestOperations(t *testing.T) {
 	e := newEnv(t, api.Config{})
 	op := e.create(e.alice, "a")
@@ -560,6 +611,9 @@ func TestKafkaDown(t *testing.T) {
 	}
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 503, api.CodeUnavailable, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "power_off"}}), 503, api.CodeUnavailable, nil)
+	for _, m := range []string{"PUT", "PATCH"} {
+		expect(t, e.do(req{method: m, path: "/v1/servers/" + id, key: e.alice, body: map[string]any{"name": "renamed"}}), 503, api.CodeUnavailable, nil)
+	}
 	if ops := e.rm.Operations("alice", id); len(ops) != 1 || ops[0].Type != cloudservers.OpCreate {
 		t.Errorf("operations of %s after the failed actions: %+v", id, ops)
 	}

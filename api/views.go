@@ -27,7 +27,7 @@ type ServerView struct {
 // OperationRef is the operation in flight on a server, in brief.
 type OperationRef struct {
 	ID     string `json:"id"`
-	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild" enumsof:"operation_type"`
+	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild,rename" enumsof:"operation_type"`
 	Status string `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status"`
 	Link   string `json:"link"`
 } // @name OperationRef
@@ -35,7 +35,7 @@ type OperationRef struct {
 // OperationView is an asynchronous operation.
 type OperationView struct {
 	ID          string     `json:"id" example:"01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"`
-	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild" enumsof:"operation_type" example:"create"`
+	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild,rename" enumsof:"operation_type" example:"create"`
 	Status      string     `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status" example:"pending"`
 	ServerID    string     `json:"server_id" example:"01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"`
 	Error       string     `json:"error,omitempty"`       // why it failed
@@ -76,6 +76,11 @@ type CreateServerRequest struct {
 	// takes one key, the Nova keypair it boots with.
 	SSHKeys []string `json:"ssh_keys,omitempty" example:"laptop"`
 } // @name CreateServerRequest
+
+// UpdateServerRequest is the body of PUT and PATCH /v1/servers/{id}.
+type UpdateServerRequest struct {
+	Name string `json:"name" example:"web-2"` // 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit; unique among your servers
+} // @name UpdateServerRequest
 
 func serverView(s cloudservers.Server, inFlight *cloudservers.Operation) ServerView {
 	v := ServerView{

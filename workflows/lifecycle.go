@@ -206,7 +206,10 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 	// level.
 	direct := changed(ctx, "direct-notifications")
 	next := *l.server
-	next.Status, next.OperationID, next.Error = def.Running, op.ID, ""
+	next.OperationID, next.Error = op.ID, ""
+	if def.Running != "" {
+		next.Status = def.Running
+	}
 	if direct {
 		next.Version++
 		next.UpdatedAt = now

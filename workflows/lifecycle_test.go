@@ -299,6 +299,7 @@ func TestLifecyclePublishesState(t *testing.T) {
 		{"power on", request("op-on", cloudservers.OpPowerOn, nil), offServer(), []cloudservers.ServerStatus{cloudservers.StatusStarting, cloudservers.StatusActive}},
 		{"resize of an active server", resizeReq, activeServer(), []cloudservers.ServerStatus{cloudservers.StatusResizing, cloudservers.StatusActive}},
 		{"resize of a server that is off", resizeReq, offServer(), []cloudservers.ServerStatus{cloudservers.StatusResizing, cloudservers.StatusOff}},
+		{"rename of a server that is off", request("op-rename", cloudservers.OpRename, cloudservers.RenameParams{Name: "web-2"}), offServer(), []cloudservers.ServerStatus{cloudservers.StatusOff, cloudservers.StatusOff}},
 	} {
 		t.Run(tc.name+": the statuses of the operations table", func(t *testing.T) {
 			r := newLifecycle(t)

@@ -203,6 +203,7 @@ func sagaScenarios() []sagaScenario {
 			},
 			wantStep: "WaitForNovaResize", wantUndone: []string{"RevertResize"}},
 		{name: "rebuild", saga: rebuildSaga, wantCalls: []string{"RebuildNovaServer"}},
+		{name: "rename", saga: renameSaga}, // no OpenStack call (TestRenameSaga)
 		{name: "rebuild-error", saga: rebuildSaga,
 			prepare: func(c *sagatest.Cloud) {
 				c.Notify("RebuildNovaServer", sagatest.Update("rebuilding", "rebuild_spawning"), sagatest.ErrorEvent("instance.rebuild.error", "Virtual Interface creation failed"))

@@ -48,6 +48,7 @@ func Registry() []SagaDef {
 				"compute_task.migrate_server.error", "instance.resize_confirm.end", "instance.resize_confirm.error",
 				"instance.resize_revert.end", "instance.resize_revert.error"}},
 		{Operation: cloudservers.OpRebuild, Workflow: RebuildServerWorkflow, Awaits: []string{"instance.rebuild.end", "instance.rebuild.error"}},
+		{Operation: cloudservers.OpRename, Workflow: RenameServerWorkflow},
 	}
 }
 

@@ -86,7 +86,7 @@ func cliCommands() map[string]cliCommand {
 	}
 	// The actions' commands come from the operations table.
 	for _, d := range cloudservers.Operations() {
-		if d.API == cloudservers.ExposeAction && d.CLI.Name != "" {
+		if (d.API == cloudservers.ExposeAction || d.API == cloudservers.ExposeRename) && d.CLI.Name != "" {
 			cmds[d.CLI.Name] = cliCommand{actionUsage(d.CLI), d.CLI.Summary, cliAction(d)}
 		}
 	}
@@ -471,8 +471,10 @@ func cliDelete(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-// cliAction is the command of an action of the operations table: POST
-// /v1/servers/{id}/actions with its type and the parameters its flags set.
+// cliAction is the command of an operation of the table that the API
+// exposes on a server: an action (POST /v1/servers/{id}/actions with its
+// type) or a rename (PATCH /v1/servers/{id}), with the parameters its flags
+// set.
 func cliAction(d cloudservers.OperationDef) func(ctx context.Context, c *cli, args []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		fs := c.flags()
@@ -485,7 +487,10 @@ func cliAction(d cloudservers.OperationDef) func(ctx context.Context, c *cli, ar
 				fs.StringVar(&values[i], f.Name, "", f.Usage)
 			}
 		}
-		body := map[string]string{"type": string(d.Type)}
+		body := map[string]string{}
+		if d.API == cloudservers.ExposeAction {
+			body["type"] = string(d.Type)
+		}
 		check := func() error {
 			for i, f := range d.CLI.Flags {
 				switch {
@@ -500,6 +505,9 @@ func cliAction(d cloudservers.OperationDef) func(ctx context.Context, c *cli, ar
 			return nil
 		}
 		return c.serverOperation(ctx, fs, args, check, func(ctx context.Context, id string) (api.OperationView, error) {
+			if d.API == cloudservers.ExposeRename {
+				return c.client.Rename(ctx, id, body, c.idempotencyKey())
+			}
 			return c.client.Act(ctx, id, body, c.idempotencyKey())
 		})
 	}

@@ -210,6 +210,13 @@ func (c *Client) Act(ctx context.Context, id string, a any, idempotencyKey strin
 	return op, c.call(ctx, http.MethodPost, "/v1/servers/"+url.PathEscape(id)+"/actions", a, idempotencyKey, &op)
 }
 
+// Rename renames a server (PATCH /v1/servers/{id}); the body is an
+// api.UpdateServerRequest or a map of its fields.
+func (c *Client) Rename(ctx context.Context, id string, body any, idempotencyKey string) (api.OperationView, error) {
+	var op api.OperationView
+	return op, c.call(ctx, http.MethodPatch, "/v1/servers/"+url.PathEscape(id), body, idempotencyKey, &op)
+}
+
 // GetOperation returns an operation.
 func (c *Client) GetOperation(ctx context.Context, id string) (api.OperationView, error) {
 	var op api.OperationView
