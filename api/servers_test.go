@@ -406,6 +406,15 @@ func TestPendingLockExpires(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 202, "", nil)
 }
 
+// badBody is a request body an endpoint refuses, and how.
+type badBody struct {
+	name   string
+	body   any
+	status int
+	code   string
+	fields []string
+}
+
 func TestServerActions(t *testing.T) {
 	e := newEnv(t, api.Config{})
 	id := e.activeServer(e.alice, "a")
@@ -455,13 +464,7 @@ func TestServerActions(t *testing.T) {
 		t.Errorf("operations %v", types)
 	}
 
-	for _, tc := range []struct {
-		name   string
-		body   any
-		status int
-		code   string
-		fields []string
-	}{
+	for _, tc := range []badBody{
 		{"no type", map[string]any{}, 422, api.CodeValidation, []string{"type"}},
 		{"type not a string", map[string]any{"type": 1}, 422, api.CodeValidation, []string{"type"}},
 		{"unknown type", map[string]any{"type": "explode"}, 422, api.CodeValidation, []string{"type"}},
@@ -515,13 +518,7 @@ func TestRenameServer(t *testing.T) {
 	srvA, _ := e.rm.Server(id)
 	srvB, _ := e.rm.Server(other)
 	for _, m := range []string{"PUT", "PATCH"} {
-		for _, tc := range []struct {
-			name   string
-			body   any
-			status int
-			code   string
-			fields []string
-		}{
+		for _, tc := range []badBody{
 			{"invalid name", map[string]any{"name": "-no-"}, 422, api.CodeValidation, []string{"name"}},
 			{"no name", map[string]any{}, 422, api.CodeValidation, []string{"name"}},
 			{"unknown field", map[string]any{"name": "ok", "size": "s-1vcpu-128mb"}, 422, api.CodeValidation, []string{"size"}},

@@ -326,43 +326,32 @@ func TestLifecyclePublishesState(t *testing.T) {
 		assert.Equal(t, []string{"CreatePort", "CreateNovaServer", "AllocateFloatingIP", "DeleteNovaServer", "DeletePort"}, r.cloud.OpenStackCalls())
 	})
 
-	t.Run("a failed reboot: the server is back to active, the operation failed", func(t *testing.T) {
-		r := newLifecycle(t)
-		failed := sagatest.ErrorEvent("instance.reboot.error", "libvirt error")
-		failed.Event.State = "active" // Nova left the instance as it was
-		r.cloud.Notify("RebootNovaServer", failed)
-		r.signalAt(0, rebootReq)
-		stillWaiting(t, r.run(t, withServer(activeServer())))
-
-		assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, cloudservers.StatusActive}, r.serverStatuses())
-		ops := r.cloud.PublishedOperations()
-		require.Len(t, ops, 2)
-		assert.Equal(t, cloudservers.OperationFailed, ops[1].Status)
-		assert.Equal(t, "WaitForRebootNovaServer", ops[1].FailedStep)
-		assert.Contains(t, ops[1].Error, "Nova reported instance.reboot.error: libvirt error")
-		assert.Equal(t, ops[1].Error, r.cloud.PublishedServers()[1].Error)
-	})
-
-	// The failure status comes from cloudservers.Operations (InstanceError),
-	// not from a case in the lifecycle.
+	// The failure status comes from cloudservers.Operations (InstanceError
+	// when the instance is in ERROR), not from a case in the lifecycle.
+	leftActive := sagatest.ErrorEvent("instance.reboot.error", "libvirt error")
+	leftActive.Event.State = "active" // Nova left the instance as it was
 	for _, tc := range []struct {
 		name string
 		emit sagatest.Emit
+		want cloudservers.ServerStatus
+		msg  string
 	}{
-		{"the error event says ERROR", sagatest.ErrorEvent("instance.reboot.error", "libvirt error")},
-		{"an instance.update to error", sagatest.Update("error", "")},
+		{"a failed reboot: the server is back to active, the operation failed", leftActive, cloudservers.StatusActive, "Nova reported instance.reboot.error: libvirt error"},
+		{"a reboot whose error event says ERROR: the server is error, with the reason", sagatest.ErrorEvent("instance.reboot.error", "libvirt error"), cloudservers.StatusError, "libvirt error"},
+		{"a reboot ended by an instance.update to error: the server is error", sagatest.Update("error", ""), cloudservers.StatusError, "Nova put the instance in ERROR"},
 	} {
-		t.Run("a reboot that leaves the instance in ERROR: the server is error, with the reason: "+tc.name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			r := newLifecycle(t)
 			r.cloud.Notify("RebootNovaServer", tc.emit)
 			r.signalAt(0, rebootReq)
 			stillWaiting(t, r.run(t, withServer(activeServer())))
 
-			assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, cloudservers.StatusError}, r.serverStatuses())
+			assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, tc.want}, r.serverStatuses())
 			ops := r.cloud.PublishedOperations()
 			require.Len(t, ops, 2)
 			assert.Equal(t, cloudservers.OperationFailed, ops[1].Status)
-			assert.NotEmpty(t, ops[1].Error)
+			assert.Equal(t, "WaitForRebootNovaServer", ops[1].FailedStep)
+			assert.Contains(t, ops[1].Error, tc.msg)
 			assert.Equal(t, ops[1].Error, r.cloud.PublishedServers()[1].Error)
 		})
 	}
