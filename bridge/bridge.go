@@ -26,6 +26,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
+
+	"github.com/cloudservers/cloudservers"
 )
 
 // Temporal is the part of the Temporal client the bridge uses.
@@ -265,5 +267,5 @@ func deadLetter(ctx context.Context, dl DeadLetters, msg *sarama.ConsumerMessage
 	if err != nil {
 		return err
 	}
-	return dl.Send(ctx, "cloudservers.deadletter", nil, v)
+	return dl.Send(ctx, cloudservers.TopicDeadLetter, nil, v)
 }

@@ -42,6 +42,10 @@ var (
 	AttrNovaInstanceID = temporal.NewSearchAttributeKeyKeyword("NovaInstanceId")
 )
 
+// SearchAttributes lists the search attribute keys above
+// (TestDevStackRegistersEverySearchAttribute holds devstack's list to it).
+var SearchAttributes = []temporal.SearchAttributeKeyKeyword{AttrCustomerID, AttrServerID, AttrOperationID, AttrOperation, AttrNovaInstanceID}
+
 // ServerWorkflowID is the ID of a server's lifecycle workflow.
 func ServerWorkflowID(serverID string) string { return "server/" + serverID }
 
