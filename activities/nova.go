@@ -289,6 +289,24 @@ func (a *Activities) RevertResize(ctx context.Context, instanceID string) (NovaA
 	return a.action(ctx, "revert resize", instanceID, r.Header, r.Err, []string{"ACTIVE", "SHUTOFF"})
 }
 
+// RebuildInput asks for a rebuild of an instance from an image of the
+// catalogue.
+type RebuildInput struct {
+	InstanceID string `json:"instance_id"`
+	Image      string `json:"image"`
+}
+
+// RebuildNovaServer rebuilds an instance from an image: the same instance,
+// its ports and addresses, a fresh disk.
+func (a *Activities) RebuildNovaServer(ctx context.Context, in RebuildInput) (NovaAction, error) {
+	imageID, err := a.imageID(ctx, in.Image)
+	if err != nil {
+		return NovaAction{}, err
+	}
+	r := servers.Rebuild(ctx, a.clients.Compute, in.InstanceID, servers.RebuildOpts{ImageRef: imageID})
+	return a.action(ctx, "rebuild", in.InstanceID, r.Header, r.Err, nil)
+}
+
 // action interprets the answer to a server action. A 409 means the instance
 // is not in a state the action applies to: if it is already where the action
 // leads (doneStates), a retry of ours got there first and the action is

@@ -195,6 +195,8 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/servers", s.listServers)
 	v1.GET("/servers/:id", s.getServer)
 	v1.DELETE("/servers/:id", s.deleteServer)
+	v1.PUT("/servers/:id", s.renameServer)
+	v1.PATCH("/servers/:id", s.renameServer)
 	v1.POST("/servers/:id/actions", s.serverAction)
 	v1.GET("/servers/:id/operations", s.listOperations)
 	v1.GET("/operations/:id", s.getOperation)

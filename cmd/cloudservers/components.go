@@ -274,7 +274,7 @@ func runWorker(ctx context.Context, args []string) error {
 	return worker.Run(ctx, tc, workflows.TaskQueue, activities.New(clients, cloudservers.DefaultCatalog(), producer))
 }
 
-func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients, error) {
+func connectOpenStack(ctx context.Context, log *slog.Logger) (openstack.Clients, error) {
 	backoff := 500 * time.Millisecond
 	for {
 		clients, err := openstack.Connect(ctx)
@@ -284,7 +284,7 @@ func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients
 		log.Warn("OpenStack not reachable; retrying", "error", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return activities.Clients{}, err
+			return openstack.Clients{}, err
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
