@@ -77,11 +77,11 @@ func (r *BucketRoutes) Version() int64 {
 	return r.version
 }
 
-// route returns the partition of bucket and the map version it was chosen
+// Route returns the partition of bucket and the map version it was chosen
 // by, holding the map until release is called (after the write). A frozen
 // bucket waits up to wait for its move to end, then is refused with 503
 // and Retry-After; so is every bucket while the map cannot be read.
-func (r *BucketRoutes) route(ctx context.Context, bucket int, wait time.Duration) (partition int32, version int64, release func(), err error) {
+func (r *BucketRoutes) Route(ctx context.Context, bucket int, wait time.Duration) (partition int32, version int64, release func(), err error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -116,7 +116,7 @@ func (r *BucketRoutes) route(ctx context.Context, bucket int, wait time.Duration
 // version (see the publish comment in servers.go for why one record).
 func (s *Server) publishRouted(ctx context.Context, req cloudservers.Request) error {
 	bucket := cloudservers.Bucket(req.CustomerID)
-	partition, version, release, err := s.buckets.route(ctx, bucket, s.cfg.FreezeWait)
+	partition, version, release, err := s.buckets.Route(ctx, bucket, s.cfg.FreezeWait)
 	if err != nil {
 		return err
 	}

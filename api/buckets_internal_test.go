@@ -11,19 +11,19 @@ import (
 
 func TestBucketRoutesRefuseUntilRead(t *testing.T) {
 	r := NewBucketRoutes()
-	_, _, _, err := r.route(context.Background(), 3, time.Millisecond)
+	_, _, _, err := r.Route(context.Background(), 3, time.Millisecond)
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeUnavailable || e.RetryAfter == 0 {
 		t.Fatalf("before the first read: %v, want service_unavailable with Retry-After", err)
 	}
 	r.Install(4, cloudservers.DefaultBucketMap(2), nil)
-	p, v, release, err := r.route(context.Background(), 3, time.Millisecond)
+	p, v, release, err := r.Route(context.Background(), 3, time.Millisecond)
 	if err != nil || p != 1 || v != 4 {
 		t.Fatalf("route bucket 3 = %d, version %d, %v; want partition 1, version 4", p, v, err)
 	}
 	release()
 	r.Unavailable(errors.New("corrupted"))
-	if _, _, _, err := r.route(context.Background(), 3, time.Millisecond); !errors.As(err, &e) || e.Code != CodeUnavailable {
+	if _, _, _, err := r.Route(context.Background(), 3, time.Millisecond); !errors.As(err, &e) || e.Code != CodeUnavailable {
 		t.Fatalf("after the map became unreadable: %v, want service_unavailable", err)
 	}
 }
@@ -33,13 +33,13 @@ func TestBucketRoutesFrozenBucketWaitsThenRefuses(t *testing.T) {
 	m := cloudservers.DefaultBucketMap(2)
 	r.Install(5, m, []int{3})
 	// Another bucket is routed at once.
-	if _, _, release, err := r.route(context.Background(), 4, time.Millisecond); err != nil {
+	if _, _, release, err := r.Route(context.Background(), 4, time.Millisecond); err != nil {
 		t.Fatal(err)
 	} else {
 		release()
 	}
 	start := time.Now()
-	_, _, _, err := r.route(context.Background(), 3, 50*time.Millisecond)
+	_, _, _, err := r.Route(context.Background(), 3, 50*time.Millisecond)
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeUnavailable || e.RetryAfter != 1 {
 		t.Fatalf("frozen bucket: %v, want service_unavailable with Retry-After 1", err)
@@ -55,7 +55,7 @@ func TestBucketRoutesFrozenBucketWaitsThenRefuses(t *testing.T) {
 	go func() {
 		defer close(done)
 		var release func()
-		p, v, release, err = r.route(context.Background(), 3, 5*time.Second)
+		p, v, release, err = r.Route(context.Background(), 3, 5*time.Second)
 		if err == nil {
 			release()
 		}
@@ -71,7 +71,7 @@ func TestBucketRoutesFrozenBucketWaitsThenRefuses(t *testing.T) {
 
 func TestBucketRoutesInstallWaitsForWritesInFlight(t *testing.T) {
 	r := StaticBucketRoutes(2)
-	_, _, release, err := r.route(context.Background(), 1, time.Millisecond)
+	_, _, release, err := r.Route(context.Background(), 1, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

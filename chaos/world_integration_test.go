@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,8 @@ type world struct {
 
 type worldOptions struct {
 	sim openstacksim.Config
+	// partitions of the requests topic (default partitions).
+	partitions int
 }
 
 func quietLog() *slog.Logger {
@@ -111,7 +114,8 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 
 	// The test's own requests topic: nobody else's requests reach its
 	// bridges, and its requests reach no one else's.
-	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: w.topic, Partitions: partitions})
+	nparts := int32(cmp.Or(opt.partitions, partitions))
+	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: w.topic, Partitions: nparts})
 	eventually(t, 30*time.Second, "topic "+w.topic+" has its partitions", func() error {
 		if err := w.kafka.RefreshMetadata(w.topic); err != nil {
 			return err
@@ -120,7 +124,7 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 		if err != nil {
 			return err
 		}
-		if len(ps) != partitions {
+		if int32(len(ps)) != nparts {
 			return fmt.Errorf("%d partitions", len(ps))
 		}
 		return nil
