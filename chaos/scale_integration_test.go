@@ -109,7 +109,7 @@ func TestScaleOutUnderLoad(t *testing.T) {
 	since := time.Now()
 	c := startProc(t, "bridge-c", w.bridgeArgs("bridge-c", "-assignment", "0=bridge-a,bridge-b;1=bridge-b,bridge-a;2=bridge-c,bridge-a", "-session-timeout", "2s")...)
 	c.wait(since, 60*time.Second, "bridge-c consumes partition 2", isConsuming(w.topic, 2))
-	a.wait(since, 60*time.Second, "bridge-a joins partition 2 as partner", func(l line) bool {
+	a.wait(t0, 60*time.Second, "bridge-a joins partition 2 as partner", func(l line) bool {
 		return l.is("joining a partition recorded in zookeeper", "partition", "2")
 	})
 	eventually(t, 30*time.Second, "status shows partition 2 owned by bridge-c with partner bridge-a alive", func() error {
