@@ -82,7 +82,15 @@ func TestScaleOutUnderLoad(t *testing.T) {
 	for _, s := range plan {
 		moved[s[0]] = true
 	}
+	// The first customer's bucket is the sixth to move: the one frozen
+	// when the admin command is killed (after five moves), if the kill
+	// lands there.
 	var customers []string
+	for i := 0; len(customers) < 1; i++ {
+		if id := fmt.Sprintf("scale-%s-k%d", w.run, i); cloudservers.Bucket(id) == plan[5][0] {
+			customers = append(customers, id)
+		}
+	}
 	for i := 0; len(customers) < 4; i++ {
 		id := fmt.Sprintf("scale-%s-%d", w.run, i)
 		if moved[cloudservers.Bucket(id)] == (len(customers) < 3) && !slices.ContainsFunc(customers, func(c string) bool {
@@ -240,6 +248,14 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		}
 	}
 	slices.Sort(freezes)
+	if interrupted.Buckets[0] == cloudservers.Bucket(customers[0]) {
+		// Frozen for the kill and the lock's expiry, past the 500 ms the
+		// customer waits: it was told to retry, and retried.
+		if streams[0].refused == 0 {
+			t.Errorf("%s's bucket was frozen by the killed command, yet no publish was refused", customers[0])
+		}
+		t.Logf("SCALE the interrupted bucket was %s's: %d publishes refused while it was frozen, longest wait %v", customers[0], streams[0].refused, streams[0].maxWait)
+	}
 	var refused, maxWait int
 	for _, s := range streams {
 		refused += s.refused
