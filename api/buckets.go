@@ -53,6 +53,17 @@ func (r *BucketRoutes) Install(version int64, buckets []int32, frozen []int) {
 	r.set(version, slices.Clone(buckets), slices.Clone(frozen), nil)
 }
 
+// Follow puts a version read from ZooKeeper in force, or, with err, stops
+// all routing (see Install and Unavailable): the callback of
+// zkcoord.WatchBucketMap.
+func (r *BucketRoutes) Follow(version int64, buckets []int32, frozen []int, err error) {
+	if err != nil {
+		r.Unavailable(err)
+		return
+	}
+	r.Install(version, buckets, frozen)
+}
+
 // Unavailable stops all routing: the map cannot be read (no ZooKeeper
 // session, no map, a corrupted map). Mutations are refused with err until
 // the next Install. It waits for the writes in flight, like Install.

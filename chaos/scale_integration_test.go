@@ -15,13 +15,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/internal/buckets"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
-	"github.com/cloudservers/cloudservers/workflows"
 )
 
 // TestScaleOutUnderLoad adds a partition, a third bridge and a third of
@@ -55,15 +53,7 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		go func() {
 			defer close(done)
 			_ = rc.WatchBucketMap(wctx, cloudservers.Buckets, name, func(m zkcoord.BucketMap, err error) {
-				if err != nil {
-					routes.Unavailable(err)
-					return
-				}
-				var frozen []int
-				if m.Move != nil {
-					frozen = m.Move.Buckets
-				}
-				routes.Install(m.Version, m.Buckets, frozen)
+				routes.Follow(m.Version, m.Buckets, m.FrozenBuckets(), err)
 			})
 		}()
 		t.Cleanup(func() { cancel(); <-done; rc.Close() })
@@ -389,20 +379,8 @@ func (w *world) deliveries(ctx context.Context, ops []acceptedOp) (map[string][]
 			continue
 		}
 		seen[op.server] = true
-		it := w.temporal.GetWorkflowHistory(ctx, workflows.ServerWorkflowID(op.server), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				return out, err
-			}
-			a := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if a == nil || a.GetSignalName() != workflows.SignalRequest {
-				continue
-			}
-			var req cloudservers.Request
-			if p := a.GetInput().GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &req) == nil {
-				out[req.OperationID] = append(out[req.OperationID], ev.GetEventTime().AsTime())
-			}
+		if _, err := w.requestDeliveries(ctx, op.server, out); err != nil {
+			return out, err
 		}
 	}
 	return out, nil

@@ -146,15 +146,7 @@ func runAPI(ctx context.Context, args []string) error {
 	go func() {
 		defer wg.Done()
 		_ = coord.WatchBucketMap(rmCtx, cloudservers.Buckets, *replica, func(m zkcoord.BucketMap, err error) {
-			if err != nil {
-				routes.Unavailable(err)
-				return
-			}
-			var frozen []int
-			if m.Move != nil {
-				frozen = m.Move.Buckets
-			}
-			routes.Install(m.Version, m.Buckets, frozen)
+			routes.Follow(m.Version, m.Buckets, m.FrozenBuckets(), err)
 		})
 	}()
 	errc := make(chan error, 1)

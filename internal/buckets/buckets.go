@@ -90,27 +90,30 @@ func refusef(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
 }
 
-func (mv *Mover) lock(ctx context.Context) (func(), error) {
-	return mv.Coord.LockMoves(ctx, mv.by(), mv.LockWait)
-}
-
-func (mv *Mover) read() (zkcoord.BucketMap, error) {
-	return mv.Coord.ReadBucketMap(cloudservers.Buckets)
+// begin takes the move lock and reads the map (a corrupted one is an
+// error: nothing is changed by guesswork).
+func (mv *Mover) begin(ctx context.Context) (zkcoord.BucketMap, func(), error) {
+	unlock, err := mv.Coord.LockMoves(ctx, mv.by(), mv.LockWait)
+	if err != nil {
+		return zkcoord.BucketMap{}, nil, err
+	}
+	m, err := mv.Coord.ReadBucketMap(cloudservers.Buckets)
+	if err != nil {
+		unlock()
+		return m, nil, err
+	}
+	return m, unlock, nil
 }
 
 // Move moves buckets to partition to, one at a time (each is frozen only
 // for its own move). A move left unfinished by an earlier command is
 // completed first.
 func (mv *Mover) Move(ctx context.Context, buckets []int, to int32) error {
-	unlock, err := mv.lock(ctx)
+	m, unlock, err := mv.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := mv.read()
-	if err != nil {
-		return err
-	}
 	if to < 0 || to >= m.Partitions {
 		return refusef("partition %d does not exist: the bucket map has %d partitions (0..%d); add partitions first (admin partitions add)", to, m.Partitions, m.Partitions-1)
 	}
@@ -173,15 +176,11 @@ func Plan(m zkcoord.BucketMap) [][2]int {
 // Rebalance completes any unfinished move, then carries out Plan, one
 // bucket at a time.
 func (mv *Mover) Rebalance(ctx context.Context) error {
-	unlock, err := mv.lock(ctx)
+	m, unlock, err := mv.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := mv.read()
-	if err != nil {
-		return err
-	}
 	if m, err = mv.finishPending(ctx, m); err != nil {
 		return err
 	}
@@ -266,7 +265,7 @@ func (mv *Mover) run(ctx context.Context, m zkcoord.BucketMap, move zkcoord.Buck
 	}
 	frozen := time.Since(move.Since)
 	mv.printf("moved bucket %s from partition %s to %d, map version %d, frozen %d ms",
-		ints(move.Buckets), ints32(move.From), move.To, m.Version, frozen.Milliseconds())
+		ints(move.Buckets), ints(move.From), move.To, m.Version, frozen.Milliseconds())
 	return m, nil
 }
 
@@ -278,7 +277,7 @@ func (mv *Mover) rollback(m zkcoord.BucketMap, cause error) (zkcoord.BucketMap, 
 	if _, err := mv.Coord.WriteBucketMap(m, next); err != nil {
 		return m, fmt.Errorf("%w; rolling back failed too (the next move or rebalance completes or rolls it back): %v", cause, err)
 	}
-	mv.printf("rolled back the move of buckets %s: they stay on partitions %s", ints(m.Move.Buckets), ints32(m.Move.From))
+	mv.printf("rolled back the move of buckets %s: they stay on partitions %s", ints(m.Move.Buckets), ints(m.Move.From))
 	return m, fmt.Errorf("move rolled back: %w", cause)
 }
 
@@ -289,10 +288,10 @@ func (mv *Mover) awaitAcks(ctx context.Context, version int64) error {
 	deadline := time.Now().Add(cmp.Or(mv.AckTimeout, 30*time.Second))
 	for {
 		acks, err := mv.Coord.BucketMapAcks()
-		if err != nil {
-			return err
-		}
 		var behind []string
+		if err != nil {
+			behind = []string{"(" + err.Error() + ")"} // retried until the deadline
+		}
 		for _, a := range acks {
 			if a.Version < version {
 				behind = append(behind, fmt.Sprintf("%s (at version %d)", a.Replica, a.Version))
@@ -324,12 +323,15 @@ func (mv *Mover) awaitDrained(ctx context.Context, parts []int32) error {
 	}
 	deadline := time.Now().Add(cmp.Or(mv.DrainTimeout, 2*time.Minute))
 	for {
+		// A lookup that fails (the group's coordinator moving, a fresh
+		// group) is retried until the deadline, and reported with it.
 		committed, err := bridge.CommittedOffsets(mv.Kafka, mv.group(), mv.topic(), parts)
-		if err != nil {
-			return err
-		}
 		var behind []string
 		for _, p := range parts {
+			if err != nil {
+				behind = []string{err.Error()}
+				break
+			}
 			c := committed[p].Offset
 			if ends[p] > 0 && c < ends[p] {
 				behind = append(behind, fmt.Sprintf("partition %d committed %d of %d", p, c, ends[p]))
@@ -357,15 +359,11 @@ func (mv *Mover) AddPartitions(ctx context.Context, n int, candidates zkcoord.As
 	if n < 1 {
 		return refusef("add %d partitions: a Kafka topic's partitions can only be added (at least 1), never removed", n)
 	}
-	unlock, err := mv.lock(ctx)
+	m, unlock, err := mv.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := mv.read()
-	if err != nil {
-		return err
-	}
 	if err := mv.Kafka.RefreshMetadata(mv.topic()); err != nil {
 		return fmt.Errorf("metadata of %s: %w", mv.topic(), err)
 	}
@@ -417,15 +415,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func ints(v []int) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = fmt.Sprint(x)
-	}
-	return strings.Join(s, ",")
-}
-
-func ints32(v []int32) string {
+func ints[T int | int32](v []T) string {
 	s := make([]string, len(v))
 	for i, x := range v {
 		s[i] = fmt.Sprint(x)

@@ -54,7 +54,7 @@ func TestMoveRefusalsRollbackAndCorruption(t *testing.T) {
 	}
 	t.Cleanup(func() { kc.Close() })
 	var out bytes.Buffer
-	mv := &buckets.Mover{Coord: coord, Kafka: kc, Topic: topic, Group: group, AckTimeout: time.Second, DrainTimeout: time.Second, Out: &out}
+	mv := &buckets.Mover{Coord: coord, Kafka: kc, Topic: topic, Group: group, AckTimeout: time.Second, DrainTimeout: 2 * time.Second, Out: &out}
 
 	wantRefused := func(t *testing.T, err error, want string) {
 		t.Helper()
@@ -148,11 +148,15 @@ func TestMoveRefusalsRollbackAndCorruption(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
+		// The group exists and its coordinator has loaded (a fresh group's
+		// first lookups fail for a moment; the move retries them), at the
+		// partitions' ends.
+		itest.CommitEnds(t, kc, group, "test", []string{topic})
 		if err := p.SendToPartition(ctx, topic, 1, []byte("3"), []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 		err = mv.Move(ctx, []int{3}, 0)
-		wantRefused(t, err, "partition 1 committed -1 of 1")
+		wantRefused(t, err, "partition 1 committed 0 of 1")
 		if m, _ := coord.ReadBucketMap(cloudservers.Buckets); m.Move != nil || m.Buckets[3] != 1 {
 			t.Fatalf("after the rollback: %+v", m)
 		}
@@ -178,11 +182,7 @@ func TestMoveRefusalsRollbackAndCorruption(t *testing.T) {
 		go func() {
 			defer close(done)
 			_ = watcher.WatchBucketMap(wctx, cloudservers.Buckets, "api-1", func(m zkcoord.BucketMap, err error) {
-				if err != nil {
-					routes.Unavailable(err)
-					return
-				}
-				routes.Install(m.Version, m.Buckets, nil)
+				routes.Follow(m.Version, m.Buckets, m.FrozenBuckets(), err)
 			})
 		}()
 		defer func() { cancel(); <-done }()

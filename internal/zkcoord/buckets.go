@@ -76,6 +76,14 @@ func (m BucketMap) Frozen(b int) bool {
 	return m.Move != nil && slices.Contains(m.Move.Buckets, b)
 }
 
+// FrozenBuckets lists the buckets being moved (none without a move).
+func (m BucketMap) FrozenBuckets() []int {
+	if m.Move == nil {
+		return nil
+	}
+	return m.Move.Buckets
+}
+
 // Partition returns bucket b's partition.
 func (m BucketMap) Partition(b int) int32 { return m.Buckets[b] }
 
