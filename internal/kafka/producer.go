@@ -54,7 +54,8 @@ func ProducerConfig(clientID string) *sarama.Config {
 
 // Producer sends messages synchronously.
 type Producer struct {
-	p sarama.SyncProducer
+	p       sarama.SyncProducer
+	metrics *ProduceMetrics
 	// client is the producer's own, for refreshing its metadata (nil for
 	// a producer on sarama's internal client).
 	client sarama.Client
@@ -82,7 +83,7 @@ func (p *Producer) Send(ctx context.Context, topic string, key, value []byte) er
 	if key != nil {
 		msg.Key = sarama.ByteEncoder(key)
 	}
-	if _, _, err := p.p.SendMessage(msg); err != nil {
+	if err := p.send(ctx, msg); err != nil {
 		return fmt.Errorf("send to %s: %w", topic, err)
 	}
 	return nil
@@ -126,18 +127,27 @@ func (p *Producer) SendToPartition(ctx context.Context, topic string, partition 
 		return err
 	}
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
-	_, _, err := p.p.SendMessage(msg)
+	err := p.send(ctx, msg)
 	if errors.Is(err, sarama.ErrInvalidPartition) && p.client != nil {
 		// A partition added since the metadata was read (admin partitions
 		// add; the bucket map routes to it): the partitioner checks
 		// against the cached partition count, refreshed every 10 minutes.
 		if rerr := p.client.RefreshMetadata(topic); rerr == nil {
 			msg = &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
-			_, _, err = p.p.SendMessage(msg)
+			err = p.send(ctx, msg)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("send to %s/%d: %w", topic, partition, err)
 	}
 	return nil
+}
+
+// send writes msg with ctx's trace context in its headers, measured.
+func (p *Producer) send(ctx context.Context, msg *sarama.ProducerMessage) error {
+	inject(ctx, msg)
+	began := time.Now()
+	_, _, err := p.p.SendMessage(msg)
+	p.metrics.observe(msg.Topic, began, err)
+	return err
 }
