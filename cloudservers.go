@@ -82,6 +82,10 @@ type Request struct {
 	// Idempotency is the Idempotency-Key the request was made with, if
 	// any (absent from requests of earlier API versions).
 	Idempotency *RequestIdempotency `json:"idempotency,omitempty"`
+	// BucketMapVersion is the version of the bucket map the API routed
+	// the request by (0: the initial spread without ZooKeeper, or an
+	// earlier API version).
+	BucketMapVersion int64 `json:"bucket_map_version,omitempty"`
 }
 
 // RequestIdempotency is what the API needs to answer a repeat of a request

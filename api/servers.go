@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -526,6 +525,5 @@ func createdLocation(op cloudservers.Operation) string {
 // and a retry with the same Idempotency-Key, which derives the same
 // operation ID, finds it and answers with it.)
 func (s *Server) publish(ctx context.Context, req cloudservers.Request) error {
-	return s.requests.SendToPartition(ctx, cloudservers.TopicRequests, s.buckets.Partition(req.CustomerID),
-		[]byte(strconv.Itoa(cloudservers.Bucket(req.CustomerID))), mustJSON(req))
+	return s.publishRouted(ctx, req)
 }

@@ -135,7 +135,8 @@ func runAPI(ctx context.Context, args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	replica := fs.String("replica", envOr("CLOUDSERVERS_API_REPLICA", envOr("HOSTNAME", "api")),
-		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
+		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas, and its acknowledgements of the bucket map in ZooKeeper (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
+	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout: a replica cut off from ZooKeeper refuses mutations after 2/3 of it, and a bucket move waits at most this long for a replica that died")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -159,10 +160,15 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	defer kc.Close()
-	parts, err := kc.Partitions(cloudservers.TopicRequests)
-	if err != nil {
-		return fmt.Errorf("partitions of %s (is the topic created?): %w", cloudservers.TopicRequests, err)
+	if c.zookeeper == "" {
+		return errors.New("no ZooKeeper: set -zookeeper host:port[/chroot] or CLOUDSERVERS_ZOOKEEPER (the bucket map, which says where each customer's requests go, lives there)")
 	}
+	zkServers, zkChroot := zkcoord.ParseConnectString(c.zookeeper)
+	coord, err := zkcoord.Connect(ctx, zkcoord.Config{Servers: zkServers, Chroot: zkChroot, SessionTimeout: *session, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer coord.Close()
 	// A mutation is one record on the requests topic (its initial state is
 	// materialized from it), written by one idempotent acks=all producer
 	// shared by all requests: concurrent mutations share its produce
@@ -187,7 +193,10 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	defer kcRead.Close()
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts)), Metrics: api.NewMetrics(reg)}, log, rm, kc, requests, state)
+	// Mutations are routed by the bucket map in ZooKeeper: refused until
+	// it is read, and whenever it cannot be.
+	routes := api.NewBucketRoutes()
+	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Buckets: routes, Metrics: api.NewMetrics(reg)}, log, rm, kc, requests, state)
 	// /metrics beside the API, outside its middleware (not an API route).
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
@@ -208,6 +217,13 @@ func runAPI(ctx context.Context, args []string) error {
 		if err := rm.Run(rmCtx, kcRead, log); err != nil {
 			log.Error("read model stopped", "error", err)
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = coord.WatchBucketMap(rmCtx, cloudservers.Buckets, *replica, func(m zkcoord.BucketMap, err error) {
+			routes.Follow(m.Version, m.Buckets, m.FrozenBuckets(), err)
+		})
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -478,16 +494,20 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	switch cfg.mode {
 	case modeZooKeeper:
-		run(func() error {
-			return coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
-				log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
-				defer log.Info("partition released", "partition", lease.Partition)
-				defer ownership.Acquired("requests")()
-				owned.Store(lease.Partition, lease.Fence)
-				defer owned.Delete(lease.Partition)
-				return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
-			})
-		})
+		own := func(ctx context.Context, lease zkcoord.Lease) error {
+			log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
+			defer log.Info("partition released", "partition", lease.Partition)
+			defer ownership.Acquired("requests")()
+			owned.Store(lease.Partition, lease.Fence)
+			defer owned.Delete(lease.Partition)
+			return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
+		}
+		if len(asg.PartitionsOf(id)) > 0 {
+			run(func() error { return coord.OwnPartitions(ctx, asg, own) })
+		}
+		// Partitions added to the topic later (admin partitions add) are
+		// taken up when their recorded candidates name this process.
+		run(func() error { return coord.OwnRecordedPartitions(ctx, asg.Partitions(), own) })
 	case modeConsumerGroup:
 		run(func() error { return group.Run(ctx) })
 	}
@@ -581,9 +601,12 @@ func runAdmin(ctx context.Context, args []string) error {
 	if len(args) >= 2 && args[0] == "deadletters" && args[1] == "replay" {
 		return runReplay(ctx, args[2:])
 	}
+	if len(args) > 0 && (args[0] == "partitions" || args[0] == "buckets") {
+		return runScale(ctx, args[0], args[1:])
+	}
 	if len(args) < 1 || args[0] != "create-key" {
 		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]\n" +
-			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]")
+			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]\n" + bucketsUsage)
 	}
 	var c common
 	fs := flag.NewFlagSet("admin create-key", flag.ContinueOnError)

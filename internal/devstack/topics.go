@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"sort"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
 
 // TopicSpec is a topic the stack creates.
@@ -183,4 +185,19 @@ func topicsNotReady(admin sarama.ClusterAdmin, names []string) ([]string, error)
 		missing = append(missing, "(some not described)")
 	}
 	return missing, nil
+}
+
+// ensureBucketMap writes the bucket map of a new system (the initial
+// spread over the requests topic's partitions) under the chroot the
+// processes use; an existing map is kept.
+func ensureBucketMap(ctx context.Context, zookeeper string, cfg Config) error {
+	connect := zookeeper + zkcoord.DefaultChroot
+	m, created, err := zkcoord.EnsureMap(ctx, connect, int32(cfg.RequestPartitions), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return fmt.Errorf("devstack: bucket map: %w", err)
+	}
+	if created {
+		fmt.Fprintf(cfg.Log, "  bucket map written: %d buckets over %d partitions\n", len(m.Buckets), m.Partitions)
+	}
+	return nil
 }
