@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"worker": {"host the Temporal workflows and activities", runWorker},
 		"bridge": {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
 		"admin":  {"administration: create-key", runAdmin},
+		"setup":  {"bootstrap Kafka topics, the Temporal namespace, the ZooKeeper chroot and the first admin key (idempotent; -dry-run shows the plan)", runSetup},
 		"status": {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
 		"dev":    {"run the whole system on this machine (what make run does)", runDev},
 		"bench":  {"the benchmark report: the system beside raw baselines on the same engines (what make bench does)", runBench},
