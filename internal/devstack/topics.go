@@ -2,7 +2,9 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cloudservers/cloudservers/internal/setup"
 )
@@ -28,14 +30,31 @@ func CreateTopics(ctx context.Context, brokers []string, topics []TopicSpec, log
 // createTopics is CreateTopics with replication factor rf and, when
 // minISR > 0, min.insync.replicas on every topic.
 func createTopics(ctx context.Context, brokers []string, topics []TopicSpec, rf int16, minISR int, log io.Writer) error {
-	_, err := setup.Run(ctx, setup.Config{
+	r, err := setup.Run(ctx, setup.Config{
 		Kafka:             brokers,
 		Topics:            topics,
 		ReplicationFactor: rf,
 		MinInsyncReplicas: minISR,
 		GrowPartitions:    true,
 		AcceptMismatch:    true,
-		Log:               log,
 	})
+	if log != nil && r != nil {
+		// One line for what was created, one per other change or
+		// difference: the stack's start-up output stays short.
+		var created []string
+		for _, s := range r.Applied {
+			if strings.HasPrefix(s.Action, "create") {
+				created = append(created, strings.TrimPrefix(s.Target, "topic "))
+			} else {
+				fmt.Fprintf(log, "  %s: %s\n", s.Target, s.Action)
+			}
+		}
+		if len(created) > 0 {
+			fmt.Fprintf(log, "  created %d topics: %v\n", len(created), created)
+		}
+		for _, p := range r.Problems {
+			fmt.Fprintf(log, "  %s (kept)\n", p)
+		}
+	}
 	return err
 }
