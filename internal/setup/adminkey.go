@@ -9,7 +9,6 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 )
@@ -20,7 +19,7 @@ import (
 func planAdminKey(ctx context.Context, cfg Config, topicExists bool, report *Report) ([]Step, []string, error) {
 	target := "admin API key"
 	if topicExists {
-		n, err := adminKeys(ctx, cfg.Kafka)
+		n, err := adminKeys(ctx, cfg.Kafka, cfg.APIKeysTopic)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -43,7 +42,7 @@ func planAdminKey(ctx context.Context, cfg Config, topicExists bool, report *Rep
 			if err != nil {
 				return err
 			}
-			if err := p.Send(ctx, cloudservers.TopicAPIKeys, []byte(rec.Hash), v); err != nil {
+			if err := p.Send(ctx, cfg.APIKeysTopic, []byte(rec.Hash), v); err != nil {
 				return fmt.Errorf("publish the admin key: %w", err)
 			}
 			report.AdminKey = secret
@@ -54,7 +53,7 @@ func planAdminKey(ctx context.Context, cfg Config, topicExists bool, report *Rep
 
 // adminKeys counts the admin keys on the API keys topic that are not
 // revoked (the newest record per key hash counts).
-func adminKeys(ctx context.Context, brokers []string) (int, error) {
+func adminKeys(ctx context.Context, brokers []string, topic string) (int, error) {
 	kc, err := sarama.NewClient(brokers, kafka.Config("cloudservers-setup"))
 	if err != nil {
 		return 0, err
@@ -67,7 +66,7 @@ func adminKeys(ctx context.Context, brokers []string) (int, error) {
 	defer cons.Close()
 	var mu sync.Mutex
 	keys := map[string]bool{}
-	t := &kafka.Table{Client: kc, Consumer: cons, Topics: []string{cloudservers.TopicAPIKeys},
+	t := &kafka.Table{Client: kc, Consumer: cons, Topics: []string{topic},
 		Apply: func(m *sarama.ConsumerMessage) {
 			var k api.APIKey
 			mu.Lock()
@@ -86,10 +85,10 @@ func adminKeys(ctx context.Context, brokers []string) (int, error) {
 	scancel()
 	cancel()
 	if runErr := <-done; runErr != nil {
-		return 0, fmt.Errorf("read %s: %w", cloudservers.TopicAPIKeys, runErr)
+		return 0, fmt.Errorf("read %s: %w", topic, runErr)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", cloudservers.TopicAPIKeys, err)
+		return 0, fmt.Errorf("read %s: %w", topic, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -54,6 +54,9 @@ type Config struct {
 	// AdminCustomer, when set, gets the first admin API key if no admin key
 	// exists yet.
 	AdminCustomer string
+	// APIKeysTopic is where the API reads its keys (default
+	// cloudservers.TopicAPIKeys; tests give one of their own).
+	APIKeysTopic string
 
 	DryRun bool
 	// Log receives the plan and what was changed, one line each.
@@ -104,6 +107,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
+	}
+	if cfg.APIKeysTopic == "" {
+		cfg.APIKeysTopic = cloudservers.TopicAPIKeys
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
@@ -158,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.AdminCustomer != "" && admin != nil {
 		exists := true
 		for _, s := range r.Planned {
-			if s.Target == "topic "+cloudservers.TopicAPIKeys && strings.HasPrefix(s.Action, "create") {
+			if s.Target == "topic "+cfg.APIKeysTopic && strings.HasPrefix(s.Action, "create") {
 				exists = false
 			}
 		}

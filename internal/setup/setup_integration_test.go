@@ -25,7 +25,7 @@ func ownTopics(t *testing.T, brokers []string, prefix string, partitions int32) 
 	t.Helper()
 	specs := []setup.TopicSpec{
 		{Name: prefix + ".requests", Partitions: partitions, Config: map[string]string{"cleanup.policy": "delete", "retention.ms": "604800000"}},
-		{Name: prefix + ".servers", Partitions: 3, Config: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}},
+		{Name: prefix + ".apikeys", Partitions: 3, Config: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}},
 	}
 	t.Cleanup(func() {
 		admin, err := sarama.NewClusterAdmin(brokers, kafka.Config("setup-test-cleanup"))
@@ -79,7 +79,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 		Kafka: ep.Kafka, Topics: topics, ReplicationFactor: 1, MinInsyncReplicas: 1,
 		Temporal: ep.Temporal, Namespace: "setup-" + run,
 		ZooKeeper:     ep.ZooKeeper + chroot,
-		AdminCustomer: "operator-" + run,
+		AdminCustomer: "operator-" + run, APIKeysTopic: topics[1].Name,
 	}
 	admin, err := sarama.NewClusterAdmin(ep.Kafka, kafka.Config("setup-test"))
 	if err != nil {
