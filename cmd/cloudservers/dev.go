@@ -99,12 +99,7 @@ func runDev(ctx context.Context, args []string) error {
 
 	g := devstack.NewGroup(os.Stderr)
 	defer g.Stop()
-	env := []string{
-		"CLOUDSERVERS_KAFKA=" + strings.Join(e.Kafka, ","),
-		"CLOUDSERVERS_TEMPORAL=" + e.Temporal,
-		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
-		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
-	}
+	env := appEnv(e)
 	out := DevEndpoints{Endpoints: e, Bridges: map[string]string{}}
 
 	if *cloud == "sim" {
@@ -138,7 +133,7 @@ func runDev(ctx context.Context, args []string) error {
 	defer tc.Close()
 	for i, w := range workers {
 		if err := g.Start(ctx, devstack.Process{
-			Name: w, Cmd: []string{self, "worker"}, Env: env, LogFile: filepath.Join(logs, w+".log"),
+			Name: w, Cmd: append([]string{self}, workerArgs()...), Env: env, LogFile: filepath.Join(logs, w+".log"),
 			Ready: workerPolling(tc, i+1),
 		}); err != nil {
 			return err
@@ -153,8 +148,7 @@ func runDev(ctx context.Context, args []string) error {
 	for i, id := range bridges {
 		status := hostPort(ports[id])
 		if err := g.Start(ctx, devstack.Process{
-			Name: id, Cmd: []string{self, "bridge", "-id", id, "-processes", strings.Join(bridges, ","),
-				"-session-timeout", session.String(), "-status-listen", status},
+			Name: id, Cmd: append([]string{self}, bridgeArgs(id, bridges, *session, status)...),
 			Env: env, LogFile: filepath.Join(logs, id+".log"),
 			Ready: devstack.HTTPReady("http://" + status + "/healthz"),
 		}); err != nil {
@@ -172,7 +166,7 @@ func runDev(ctx context.Context, args []string) error {
 		}
 		apiAddr := hostPort(port)
 		if err := g.Start(ctx, devstack.Process{
-			Name: name, Cmd: []string{self, "api", "-listen", apiAddr, "-replica", id}, Env: env,
+			Name: name, Cmd: append([]string{self}, apiArgs(apiAddr, id)...), Env: env,
 			LogFile: filepath.Join(logs, name+".log"), Ready: devstack.HTTPReady("http://" + apiAddr + "/readyz"),
 		}); err != nil {
 			return err
@@ -243,6 +237,29 @@ Ctrl-C stops everything.
 			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
 		}
 	}
+}
+
+// The application's commands (after the binary) and environment: dev runs
+// them, and docker/compose.yaml's services run the same with the HA
+// topology's processes (TestComposeRunsTheHATopology checks).
+func appEnv(e devstack.Endpoints) []string {
+	return []string{
+		"CLOUDSERVERS_KAFKA=" + strings.Join(e.Kafka, ","),
+		"CLOUDSERVERS_TEMPORAL=" + e.Temporal,
+		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
+		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
+	}
+}
+
+func workerArgs() []string { return []string{"worker"} }
+
+func bridgeArgs(id string, bridges []string, session time.Duration, statusListen string) []string {
+	return []string{"bridge", "-id", id, "-processes", strings.Join(bridges, ","),
+		"-session-timeout", session.String(), "-status-listen", statusListen}
+}
+
+func apiArgs(listen, replica string) []string {
+	return []string{"api", "-listen", listen, "-replica", replica}
 }
 
 func hostPort(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
