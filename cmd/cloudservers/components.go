@@ -19,6 +19,7 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/config"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/temporal"
@@ -30,13 +31,15 @@ import (
 // common are the flags every component shares; each defaults to an
 // environment variable so that `dev` can configure its children.
 type common struct {
-	kafka     string
-	temporal  string
-	namespace string
-	zookeeper string
+	configPath string
+	kafka      string
+	temporal   string
+	namespace  string
+	zookeeper  string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", envOr(config.EnvFile, ""), "the configuration file (YAML; flags and CLOUDSERVERS_* variables override it; docs/cloudservers.example.yaml shows every key) (env "+config.EnvFile+")")
 	fs.StringVar(&c.kafka, "kafka", envOr("CLOUDSERVERS_KAFKA", ""), "Kafka brokers, host:port[,host:port] (env CLOUDSERVERS_KAFKA)")
 	fs.StringVar(&c.temporal, "temporal", envOr("CLOUDSERVERS_TEMPORAL", ""), "Temporal frontend host:port (env CLOUDSERVERS_TEMPORAL)")
 	fs.StringVar(&c.namespace, "namespace", envOr("CLOUDSERVERS_NAMESPACE", "cloudservers"), "Temporal namespace (env CLOUDSERVERS_NAMESPACE)")
@@ -48,6 +51,13 @@ func (c *common) brokers() ([]string, error) {
 		return nil, errors.New("no Kafka brokers: set -kafka or CLOUDSERVERS_KAFKA")
 	}
 	return strings.Split(c.kafka, ","), nil
+}
+
+// setIf sets *dst to *v when the configuration file gave v.
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 func envOr(name, def string) string {
@@ -74,6 +84,10 @@ func runAPI(ctx context.Context, args []string) error {
 	replica := fs.String("replica", envOr("CLOUDSERVERS_API_REPLICA", envOr("HOSTNAME", "api")),
 		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	file, err := c.load(fs, nil)
+	if err != nil {
 		return err
 	}
 	if err := kafka.CheckName(*replica); err != nil {
@@ -115,7 +129,13 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	defer kcRead.Close()
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, kc, requests, state)
+	acfg := api.Config{Catalog: file.CatalogOr(cloudservers.DefaultCatalog()), Partitions: int32(len(parts))}
+	setIf(&acfg.MaxServers, file.Quotas.Servers)
+	setIf(&acfg.MaxVCPUs, file.Quotas.VCPUs)
+	setIf(&acfg.MaxSSHKeys, file.Quotas.SSHKeys)
+	setIf(&acfg.RateLimit, file.RateLimit.PerSecond)
+	setIf(&acfg.RateBurst, file.RateLimit.Burst)
+	srv := api.New(acfg, log, rm, kc, requests, state)
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -156,6 +176,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	file, err := c.load(fs, nil)
+	if err != nil {
+		return err
+	}
+	catalog := file.CatalogOr(cloudservers.DefaultCatalog())
 	brokers, err := c.brokers()
 	if err != nil {
 		return err
@@ -176,7 +201,13 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	log.Info("worker polling", "task_queue", "cloudservers", "temporal", c.temporal)
-	return worker.Run(ctx, tc, workflows.TaskQueue, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	acts := activities.New(clients, catalog, producer)
+	// A catalog entry the cloud lacks would fail every order of it: say
+	// which at start-up instead.
+	if err := acts.CheckCatalog(ctx); err != nil {
+		return fmt.Errorf("the catalog does not match the cloud: %w", err)
+	}
+	return worker.Run(ctx, tc, workflows.TaskQueue, acts)
 }
 
 func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients, error) {
@@ -452,6 +483,9 @@ func runAdmin(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print {customer_id, api_key} as JSON")
 	admin := fs.Bool("admin", false, "an admin key (the /admin/v1 endpoints) instead of a customer's")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if _, err := c.load(fs, nil); err != nil {
 		return err
 	}
 	if *customer == "" {

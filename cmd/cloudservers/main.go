@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"bridge":      {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
 		"admin":       {"administration: create-key", runAdmin},
 		"healthcheck": {"GET a health URL (arg or CLOUDSERVERS_HEALTH_URL), fail unless 2xx: the image's HEALTHCHECK", runHealthcheck},
+		"config":      {"config check: validate a configuration file, listing every problem", runConfig},
 		"setup":       {"bootstrap Kafka topics, the Temporal namespace, the ZooKeeper chroot and the first admin key (idempotent; -dry-run shows the plan)", runSetup},
 		"status":      {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
 		"dev":         {"run the whole system on this machine (what make run does)", runDev},
@@ -70,6 +71,6 @@ func usage(cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, cmds[n].summary)
 	}
 }

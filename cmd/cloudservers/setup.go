@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cloudservers/cloudservers/internal/config"
 	"github.com/cloudservers/cloudservers/internal/setup"
 )
 
@@ -48,6 +49,15 @@ func setupCommand(ctx context.Context, args []string, out io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when the cluster has not answered within this")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := c.load(fs, func(f config.File) []fromFile {
+		return []fromFile{
+			{"replication-factor", "CLOUDSERVERS_REPLICATION_FACTOR", intString(f.Topics.ReplicationFactor)},
+			{"min-insync-replicas", "CLOUDSERVERS_MIN_INSYNC_REPLICAS", intString(f.Topics.MinInsyncReplicas)},
+			{"request-partitions", "CLOUDSERVERS_REQUEST_PARTITIONS", intString(f.Topics.RequestPartitions)},
+		}
+	}); err != nil {
 		return err
 	}
 	if *rf < 1 || *rf > 32767 {
