@@ -5,6 +5,7 @@ package openstack
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,10 +31,13 @@ func Connect(ctx context.Context) (activities.Clients, error) {
 	var (
 		auth     gophercloud.AuthOptions
 		endpoint gophercloud.EndpointOpts
+		tlsCfg   *tls.Config
 		err      error
 	)
 	if os.Getenv("OS_CLOUD") != "" {
-		auth, endpoint, _, err = clouds.Parse()
+		// The TLS config carries clouds.yaml's cacert, verify, cert and
+		// key (a private CA, client certificates).
+		auth, endpoint, tlsCfg, err = clouds.Parse()
 		if err != nil {
 			return activities.Clients{}, fmt.Errorf("read clouds.yaml for cloud %q: %w", os.Getenv("OS_CLOUD"), err)
 		}
@@ -44,14 +48,21 @@ func Connect(ctx context.Context) (activities.Clients, error) {
 		}
 		endpoint.Region = os.Getenv("OS_REGION_NAME")
 	}
-	return ConnectWith(ctx, auth, endpoint)
+	return ConnectTLS(ctx, auth, endpoint, tlsCfg)
 }
 
 // ConnectWith authenticates with explicit options (tests point it at a
 // simulator) and returns the clients.
 func ConnectWith(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts) (activities.Clients, error) {
+	return ConnectTLS(ctx, auth, endpoint, nil)
+}
+
+// ConnectTLS is ConnectWith with a TLS configuration for every call (nil:
+// the system's roots).
+func ConnectTLS(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts, tlsCfg *tls.Config) (activities.Clients, error) {
 	auth.AllowReauth = true
-	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}))
+	// WithTLSConfig(nil) keeps the default transport.
+	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}), config.WithTLSConfig(tlsCfg))
 	if err != nil {
 		return activities.Clients{}, fmt.Errorf("authenticate with OpenStack at %s: %w", auth.IdentityEndpoint, err)
 	}

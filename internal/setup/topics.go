@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 )
 
 // TopicSpec is a topic setup creates: its partitions and the topic-level
@@ -81,15 +82,10 @@ func Topics(requestPartitions int) []TopicSpec {
 	return topics
 }
 
-// adminConfig is the sarama configuration of setup's cluster admin.
+// adminConfig is the sarama configuration of setup's cluster admin: the
+// system's (bounded timeouts), with time for the controller to create topics.
 func adminConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.ClientID = "cloudservers-setup"
-	c.Version = sarama.V3_6_0_0
-	c.Net.DialTimeout = 5 * time.Second
-	c.Net.ReadTimeout = 10 * time.Second
-	c.Net.WriteTimeout = 10 * time.Second
-	c.Metadata.Retry.Max = 0
+	c := kafka.Config("cloudservers-setup")
 	c.Admin.Timeout = 30 * time.Second
 	return c
 }
