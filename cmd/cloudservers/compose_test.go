@@ -44,7 +44,7 @@ func TestComposeRunsTheHATopology(t *testing.T) {
 		want[id] = bridgeArgs(id, haBridgeIDs, session, ":9100")
 	}
 	for _, id := range haWorkerIDs {
-		want[id] = workerArgs()
+		want[id] = workerArgs(":9090")
 	}
 	var have []string
 	for name, svc := range doc.Services {

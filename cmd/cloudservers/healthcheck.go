@@ -18,7 +18,7 @@ func runHealthcheck(ctx context.Context, args []string) error {
 		url = args[0]
 	}
 	if url == "" {
-		return errors.New("no URL: give one, or set CLOUDSERVERS_HEALTH_URL (an API's /readyz, a bridge's /healthz)")
+		return errors.New("no URL: give one, or set CLOUDSERVERS_HEALTH_URL (an API's /readyz, a bridge's or a worker's /healthz)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

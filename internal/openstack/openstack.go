@@ -15,6 +15,7 @@ import (
 	gos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/cloudservers/cloudservers/activities"
 )
@@ -61,8 +62,16 @@ func ConnectWith(ctx context.Context, auth gophercloud.AuthOptions, endpoint gop
 // the system's roots).
 func ConnectTLS(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts, tlsCfg *tls.Config) (activities.Clients, error) {
 	auth.AllowReauth = true
-	// WithTLSConfig(nil) keeps the default transport.
-	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}), config.WithTLSConfig(tlsCfg))
+	// Every call is a client span of the activity's trace (otelhttp), with
+	// the W3C trace context in its headers; over clouds.yaml's TLS
+	// settings when it has any.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsCfg != nil {
+		base.TLSClientConfig = tlsCfg
+	}
+	hc := http.Client{Timeout: 30 * time.Second, Transport: otelhttp.NewTransport(base,
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "openstack " + r.Method }))}
+	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(hc))
 	if err != nil {
 		return activities.Clients{}, fmt.Errorf("authenticate with OpenStack at %s: %w", auth.IdentityEndpoint, err)
 	}
