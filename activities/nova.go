@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -350,4 +351,30 @@ func (a *Activities) ImportKeyPair(ctx context.Context, in ImportKeyPairInput) e
 		return nil // created meanwhile by a concurrent create
 	}
 	return classify("import Nova keypair "+in.Name, err)
+}
+
+// CheckCatalog looks up every catalog entry in the cloud (each size's Nova
+// flavor, each image in Glance, each region's networks) and names, all at
+// once, those the cloud lacks or that could not be looked up. The worker
+// runs it at start-up.
+func (a *Activities) CheckCatalog(ctx context.Context) error {
+	var errs []error
+	for _, s := range a.catalog.Sizes {
+		if _, err := a.flavorID(ctx, s.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, im := range a.catalog.Images {
+		if _, err := a.imageID(ctx, im.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, r := range a.catalog.Regions {
+		for _, n := range []string{r.Network, r.ExternalNetwork} {
+			if _, err := a.networkID(ctx, n); err != nil {
+				errs = append(errs, fmt.Errorf("region %s: %w", r.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/config"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/telemetry"
@@ -35,10 +36,11 @@ import (
 // common are the flags every component shares; each defaults to an
 // environment variable so that `dev` can configure its children.
 type common struct {
-	kafka     string
-	temporal  string
-	namespace string
-	zookeeper string
+	configPath string
+	kafka      string
+	temporal   string
+	namespace  string
+	zookeeper  string
 	// logFormat is text or json; otlpEndpoint, when set, receives the
 	// process's spans (OTLP over HTTP).
 	logFormat    string
@@ -46,6 +48,7 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", envOr(config.EnvFile, ""), "the configuration file (YAML; flags and CLOUDSERVERS_* variables override it; docs/cloudservers.example.yaml shows every key) (env "+config.EnvFile+")")
 	fs.StringVar(&c.kafka, "kafka", envOr("CLOUDSERVERS_KAFKA", ""), "Kafka brokers, host:port[,host:port] (env CLOUDSERVERS_KAFKA)")
 	fs.StringVar(&c.temporal, "temporal", envOr("CLOUDSERVERS_TEMPORAL", ""), "Temporal frontend host:port (env CLOUDSERVERS_TEMPORAL)")
 	fs.StringVar(&c.namespace, "namespace", envOr("CLOUDSERVERS_NAMESPACE", "cloudservers"), "Temporal namespace (env CLOUDSERVERS_NAMESPACE)")
@@ -99,6 +102,13 @@ func (c *common) brokers() ([]string, error) {
 	return strings.Split(c.kafka, ","), nil
 }
 
+// setIf sets *dst to *v when the configuration file gave v.
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -138,6 +148,10 @@ func runAPI(ctx context.Context, args []string) error {
 		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas, and its acknowledgements of the bucket map in ZooKeeper (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
 	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout: a replica cut off from ZooKeeper refuses mutations after 2/3 of it, and a bucket move waits at most this long for a replica that died")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	file, err := c.load(fs, nil)
+	if err != nil {
 		return err
 	}
 	if err := kafka.CheckName(*replica); err != nil {
@@ -196,7 +210,13 @@ func runAPI(ctx context.Context, args []string) error {
 	// Mutations are routed by the bucket map in ZooKeeper: refused until
 	// it is read, and whenever it cannot be.
 	routes := api.NewBucketRoutes()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Buckets: routes, Metrics: api.NewMetrics(reg)}, log, rm, kc, requests, state)
+	acfg := api.Config{Catalog: file.CatalogOr(cloudservers.DefaultCatalog()), Buckets: routes, Metrics: api.NewMetrics(reg)}
+	setIf(&acfg.MaxServers, file.Quotas.Servers)
+	setIf(&acfg.MaxVCPUs, file.Quotas.VCPUs)
+	setIf(&acfg.MaxSSHKeys, file.Quotas.SSHKeys)
+	setIf(&acfg.RateLimit, file.RateLimit.PerSecond)
+	setIf(&acfg.RateBurst, file.RateLimit.Burst)
+	srv := api.New(acfg, log, rm, kc, requests, state)
 	// /metrics beside the API, outside its middleware (not an API route).
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
@@ -250,6 +270,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	file, err := c.load(fs, nil)
+	if err != nil {
+		return err
+	}
+	catalog := file.CatalogOr(cloudservers.DefaultCatalog())
 	brokers, err := c.brokers()
 	if err != nil {
 		return err
@@ -287,7 +312,13 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	log.Info("worker polling", "task_queue", "cloudservers", "temporal", c.temporal)
-	return worker.Run(ctx, tc, workflows.TaskQueue, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	acts := activities.New(clients, catalog, producer)
+	// A catalog entry the cloud lacks would fail every order of it: say
+	// which at start-up instead.
+	if err := acts.CheckCatalog(ctx); err != nil {
+		return fmt.Errorf("the catalog does not match the cloud: %w", err)
+	}
+	return worker.Run(ctx, tc, workflows.TaskQueue, acts)
 }
 
 func connectOpenStack(ctx context.Context, log *slog.Logger) (openstack.Clients, error) {
@@ -616,6 +647,9 @@ func runAdmin(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print {customer_id, api_key} as JSON")
 	admin := fs.Bool("admin", false, "an admin key (the /admin/v1 endpoints) instead of a customer's")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if _, err := c.load(fs, nil); err != nil {
 		return err
 	}
 	if *customer == "" {

@@ -422,6 +422,9 @@ func runStatus(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if _, err := c.load(fs, nil); err != nil {
+		return err
+	}
 	if c.kafka == "" || c.zookeeper == "" {
 		if e, err := devstack.LoadEndpoints(*endpoints); err == nil {
 			if c.kafka == "" {

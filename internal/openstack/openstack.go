@@ -5,6 +5,7 @@ package openstack
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -36,10 +37,13 @@ func Connect(ctx context.Context) (Clients, error) {
 	var (
 		auth     gophercloud.AuthOptions
 		endpoint gophercloud.EndpointOpts
+		tlsCfg   *tls.Config
 		err      error
 	)
 	if os.Getenv("OS_CLOUD") != "" {
-		auth, endpoint, _, err = clouds.Parse()
+		// The TLS config carries clouds.yaml's cacert, verify, cert and
+		// key (a private CA, client certificates).
+		auth, endpoint, tlsCfg, err = clouds.Parse()
 		if err != nil {
 			return Clients{}, fmt.Errorf("read clouds.yaml for cloud %q: %w", os.Getenv("OS_CLOUD"), err)
 		}
@@ -50,16 +54,27 @@ func Connect(ctx context.Context) (Clients, error) {
 		}
 		endpoint.Region = os.Getenv("OS_REGION_NAME")
 	}
-	return ConnectWith(ctx, auth, endpoint)
+	return ConnectTLS(ctx, auth, endpoint, tlsCfg)
 }
 
 // ConnectWith authenticates with explicit options (tests point it at a
 // simulator) and returns the clients.
 func ConnectWith(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts) (Clients, error) {
+	return ConnectTLS(ctx, auth, endpoint, nil)
+}
+
+// ConnectTLS is ConnectWith with a TLS configuration for every call (nil:
+// the system's roots).
+func ConnectTLS(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts, tlsCfg *tls.Config) (Clients, error) {
 	auth.AllowReauth = true
 	// Every call is a client span of the activity's trace (otelhttp), with
-	// the W3C trace context in its headers.
-	hc := http.Client{Timeout: 30 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport,
+	// the W3C trace context in its headers; over clouds.yaml's TLS
+	// settings when it has any.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsCfg != nil {
+		base.TLSClientConfig = tlsCfg
+	}
+	hc := http.Client{Timeout: 30 * time.Second, Transport: otelhttp.NewTransport(base,
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "openstack " + r.Method }))}
 	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(hc))
 	if err != nil {
