@@ -27,6 +27,7 @@ import (
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/openstacksim"
 	"github.com/cloudservers/cloudservers/internal/telemetry"
+	"github.com/cloudservers/cloudservers/internal/temporal"
 )
 
 // observed holds what the system's telemetry produced: the registries of
@@ -63,9 +64,9 @@ func (o *observed) setup(t *testing.T) {
 // temporal makes the test's Temporal client (the worker's and the
 // bridge's) report the SDK's metrics and trace, as the commands' do.
 func (o *observed) temporal(t *testing.T, opts *client.Options) {
-	mh, err := telemetry.TemporalMetrics(o.worker)
+	mh, err := temporal.Metrics(o.worker)
 	must(t, err)
-	tracing, err := telemetry.TemporalTracing()
+	tracing, err := temporal.Tracing()
 	must(t, err)
 	opts.MetricsHandler = mh
 	opts.Interceptors = append(opts.Interceptors, tracing)

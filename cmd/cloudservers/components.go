@@ -81,11 +81,11 @@ func (c *common) observability(ctx context.Context, component string) (log *slog
 // temporalOptions make a Temporal client report the SDK's metrics into reg
 // and carry trace context into workflows and activities.
 func temporalOptions(reg *prometheus.Registry) (func(*client.Options), error) {
-	mh, err := telemetry.TemporalMetrics(reg)
+	mh, err := temporal.Metrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	tracing, err := telemetry.TemporalTracing()
+	tracing, err := temporal.Tracing()
 	if err != nil {
 		return nil, err
 	}

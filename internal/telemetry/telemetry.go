@@ -3,7 +3,8 @@
 // (through its OpenTelemetry handler and OpenTelemetry's Prometheus
 // exporter), OpenTelemetry tracing with an optional OTLP exporter, and
 // slog loggers in text or JSON that carry the request and trace IDs of the
-// context they log in.
+// context they log in. It imports nothing of Temporal (the API uses it):
+// the SDK's metrics and tracing interceptor are internal/temporal's.
 package telemetry
 
 import (
@@ -19,16 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.temporal.io/sdk/client"
-	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
-	"go.temporal.io/sdk/interceptor"
 )
 
 // Namespace prefixes every metric of the system's own (the Temporal SDK's
@@ -50,33 +46,6 @@ func NewRegistry() *prometheus.Registry {
 // Handler serves reg in the Prometheus exposition format.
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
-
-// TemporalMetrics returns a Temporal client metrics handler that reports
-// the SDK's metrics (temporal_*: requests, polls, workflow and activity
-// task latencies) and the ones workflows emit through
-// workflow.GetMetricsHandler into reg.
-func TemporalMetrics(reg prometheus.Registerer) (client.MetricsHandler, error) {
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo(),
-		otelprom.WithAggregationSelector(func(k sdkmetric.InstrumentKind) sdkmetric.Aggregation {
-			if k == sdkmetric.InstrumentKindHistogram {
-				return sdkmetric.AggregationExplicitBucketHistogram{Boundaries: LatencyBuckets}
-			}
-			return sdkmetric.DefaultAggregationSelector(k)
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("temporal metrics exporter: %w", err)
-	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	// Monotonic counters: Prometheus counters (_total), which rate() takes.
-	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: mp.Meter("temporal-sdk-go"), UseMonotonicCounters: true}), nil
-}
-
-// TemporalTracing is the Temporal interceptor that carries the trace
-// context from a client call (the bridge's signal-with-start) into the
-// workflow, its child workflows and its activities, with a span for each.
-func TemporalTracing() (interceptor.Interceptor, error) {
-	return temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
 }
 
 // SetupTracing installs the process's tracer provider and the W3C trace
