@@ -26,14 +26,14 @@ func TestCheckCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := activities.New(clients, cloudservers.DefaultCatalog(), &recorder{}).CheckCatalog(ctx); err != nil {
+	if err := activities.CheckCatalog(ctx, activities.New(clients, cloudservers.DefaultCatalog(), &recorder{})); err != nil {
 		t.Fatalf("the built-in catalog against the simulator: %v", err)
 	}
 	bad := cloudservers.DefaultCatalog()
 	bad.Sizes = append(bad.Sizes, cloudservers.Size{Name: "huge", Flavor: "m9.absent", VCPUs: 64, MemoryMB: 1 << 18})
 	bad.Images = append(bad.Images, cloudservers.Image{Name: "debian", GlanceName: "debian-13"})
 	bad.Regions[0].Network = "net-missing"
-	err = activities.New(clients, bad, &recorder{}).CheckCatalog(ctx)
+	err = activities.CheckCatalog(ctx, activities.New(clients, bad, &recorder{}))
 	if err == nil {
 		t.Fatal("a catalog the cloud lacks was accepted")
 	}

@@ -356,8 +356,9 @@ func (a *Activities) ImportKeyPair(ctx context.Context, in ImportKeyPairInput) e
 // CheckCatalog looks up every catalog entry in the cloud (each size's Nova
 // flavor, each image in Glance, each region's networks) and names, all at
 // once, those the cloud lacks or that could not be looked up. The worker
-// runs it at start-up.
-func (a *Activities) CheckCatalog(ctx context.Context) error {
+// runs it at start-up. It is a function, not a method: every method of
+// Activities is an activity the worker registers.
+func CheckCatalog(ctx context.Context, a *Activities) error {
 	var errs []error
 	for _, s := range a.catalog.Sizes {
 		if _, err := a.flavorID(ctx, s.Name); err != nil {

@@ -315,7 +315,7 @@ func runWorker(ctx context.Context, args []string) error {
 	acts := activities.New(clients, catalog, producer)
 	// A catalog entry the cloud lacks would fail every order of it: say
 	// which at start-up instead.
-	if err := acts.CheckCatalog(ctx); err != nil {
+	if err := activities.CheckCatalog(ctx, acts); err != nil {
 		return fmt.Errorf("the catalog does not match the cloud: %w", err)
 	}
 	return worker.Run(ctx, tc, workflows.TaskQueue, acts)

@@ -36,16 +36,17 @@ func TestSetupCommand(t *testing.T) {
 	}
 	out := run("-dry-run")
 	if !strings.Contains(out, "would     zookeeper "+chroot+": create the chroot") ||
-		!strings.Contains(out, "1 changes planned, 14 things as configured, 0 differences") {
+		!strings.Contains(out, "would     bucket map "+chroot+"/buckets/map: create: 256 buckets over 6 partitions") ||
+		!strings.Contains(out, "2 changes planned, 14 things as configured, 0 differences") {
 		t.Fatalf("dry run:\n%s", out)
 	}
-	if out := run("-dry-run"); !strings.Contains(out, "1 changes planned") {
+	if out := run("-dry-run"); !strings.Contains(out, "2 changes planned") {
 		t.Fatalf("the dry run changed something:\n%s", out)
 	}
-	if out := run(); !strings.Contains(out, "changed   zookeeper "+chroot+": create the chroot") || !strings.Contains(out, "1 changes made") {
+	if out := run(); !strings.Contains(out, "changed   zookeeper "+chroot+": create the chroot") || !strings.Contains(out, "2 changes made") {
 		t.Fatalf("first run:\n%s", out)
 	}
-	if out := run(); !strings.Contains(out, "nothing to change: 15 things checked are as configured") {
+	if out := run(); !strings.Contains(out, "nothing to change: 16 things checked are as configured") {
 		t.Fatalf("second run:\n%s", out)
 	}
 	// A mismatch (the stack's requests topic has 6 partitions) fails the
