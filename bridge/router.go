@@ -232,10 +232,10 @@ func foreignAtAGlance(v []byte) bool {
 }
 
 // unroutedAtAGlance reports, without decoding, that a record is of a kind
-// no saga waits for (scheduler.*, .start events, audits), read from its
-// event_type when the record names one type, once. instance.update (which
-// ends a wait when it says ERROR), compute_task.* and Ceilometer records
-// are decoded.
+// no saga waits for (scheduler.*, .start events, audits, an instance.update
+// that does not say ERROR), read from its event_type when the record names
+// one type, once, and for instance.update from its states. Other
+// instance.updates, compute_task.* and Ceilometer records are decoded.
 func unroutedAtAGlance(v []byte) bool {
 	if bytes.Index(v, eventTypeKey) != bytes.LastIndex(v, eventTypeKey) || bytes.Contains(v, ceilometerTraits) {
 		return false
@@ -245,7 +245,10 @@ func unroutedAtAGlance(v []byte) bool {
 		return false
 	}
 	typ := notification.NormalizeEventType(string(t))
-	return typ != "instance.update" && !strings.HasPrefix(typ, "compute_task.") && !workflows.Routed(typ, "")
+	if typ == "instance.update" {
+		return !stateMayBeError(v)
+	}
+	return !strings.HasPrefix(typ, "compute_task.") && !workflows.Routed(typ, "")
 }
 
 // valueAfter reads the string value of the first key in a record, bare or
@@ -263,24 +266,58 @@ func valueAfter(v, key []byte) (value []byte, ok bool) {
 		if i == 0 || v[i-1] != '"' {
 			continue // the end of a longer key (old_display_name)
 		}
-		rest := v[i+len(key):]
-		for _, sep := range separators {
-			if !bytes.HasPrefix(rest, sep.open) {
-				continue
-			}
-			rest = rest[len(sep.open):]
-			end := bytes.IndexByte(rest, sep.close)
-			switch {
-			case end < 0:
-				return nil, false
-			case sep.close == '"' && bytes.IndexByte(rest[:end], '\\') >= 0:
-				return nil, false // an escape inside the value: decode
-			case sep.close == '\\' && !bytes.HasPrefix(rest[end:], []byte(`\"`)):
-				return nil, false
-			}
-			return rest[:end], true
+		return stringValue(v[off:])
+	}
+}
+
+// stringValue reads the plain string value that follows a key's closing
+// quote (rest starts there): ok is false for anything else.
+func stringValue(rest []byte) (value []byte, ok bool) {
+	for _, sep := range separators {
+		if !bytes.HasPrefix(rest, sep.open) {
+			continue
 		}
-		return nil, false
+		rest = rest[len(sep.open):]
+		end := bytes.IndexByte(rest, sep.close)
+		switch {
+		case end < 0:
+			return nil, false
+		case sep.close == '"' && bytes.IndexByte(rest[:end], '\\') >= 0:
+			return nil, false // an escape inside the value: decode
+		case sep.close == '\\' && !bytes.HasPrefix(rest[end:], []byte(`\"`)):
+			return nil, false
+		}
+		return rest[:end], true
+	}
+	return nil, false
+}
+
+// stateMayBeError reports whether a record may say that an instance went
+// to ERROR: false only when every "state" key in it (the payload's state,
+// the versioned state_update's) holds a plain string other than "error".
+// Decoding takes the event's state from one of those keys, so what this
+// clears, decoding would not route either.
+func stateMayBeError(v []byte) bool {
+	for off := 0; ; {
+		i := bytes.Index(v[off:], stateKey)
+		if i < 0 {
+			return false
+		}
+		i += off
+		off = i + len(stateKey)
+		if i == 0 || v[i-1] != '"' {
+			continue // old_state, vm_state, ...
+		}
+		if off == len(v) {
+			return true
+		}
+		if c := v[off]; c != '"' && c != '\\' {
+			continue // a longer key: state_update, state_description
+		}
+		state, ok := stringValue(v[off:])
+		if !ok || string(state) == "error" {
+			return true
+		}
 	}
 }
 
@@ -289,6 +326,7 @@ var (
 	markMetadata     = []byte(cloudservers.MetadataServerID)
 	displayNameKey   = []byte("display_name")
 	eventTypeKey     = []byte("event_type")
+	stateKey         = []byte("state")
 	ceilometerTraits = []byte("traits")
 	// separators are what comes between a key and its string value, and
 	// the byte that ends the value: inside the oslo.message string the

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -264,20 +265,49 @@ func TestForeignAtAGlance(t *testing.T) {
 		}
 	}
 	assert.Equal(t, instanceEvents, glanced, "every foreign record that names its instance is decided at a glance")
-	unrouted := 0
+	unrouted, updates, chatter, chatterGlanced, errorUpdates := 0, 0, 0, 0, 0
 	for _, d := range dirs {
 		for _, serverID := range []string{"", "0190a5a0-0000-7000-8000-0000000000aa"} {
 			for _, b := range scenario(t, filepath.Base(d), serverID) {
 				ev, err := notification.Decode(b)
 				require.NoError(t, err)
+				routed := workflows.Routed(ev.EventType, ev.State)
 				if unroutedAtAGlance(b) {
 					unrouted++
-					assert.False(t, workflows.Routed(ev.EventType, ev.State), "%s skipped at a glance but routed when decoded", ev.EventType)
+					assert.False(t, routed, "%s (state %q) skipped at a glance but routed when decoded", ev.EventType, ev.State)
+				}
+				if ev.EventType != "instance.update" {
+					continue
+				}
+				updates++
+				if !routed {
+					chatter++
+					if unroutedAtAGlance(b) {
+						chatterGlanced++
+					}
+				}
+				// The same update saying ERROR, in either format: decoded,
+				// never skipped at a glance.
+				for _, from := range []string{`"state": "` + ev.State + `"`, `\"state\": \"` + ev.State + `\"`} {
+					to := strings.ReplaceAll(from, ev.State, "error")
+					if ev.State == "" || !bytes.Contains(b, []byte(from)) {
+						continue
+					}
+					bad := bytes.ReplaceAll(b, []byte(from), []byte(to))
+					errEv, err := notification.Decode(bad)
+					require.NoError(t, err)
+					require.Equal(t, "error", errEv.State)
+					errorUpdates++
+					assert.False(t, unroutedAtAGlance(bad), "an instance.update to ERROR skipped at a glance")
 				}
 			}
 		}
 	}
 	assert.Greater(t, unrouted, 50, "the .start events, scheduler and audit records are decided at a glance")
+	assert.Greater(t, chatter, 10)
+	assert.Less(t, chatter, updates, "the captures hold updates to ERROR")
+	assert.Equal(t, chatter, chatterGlanced, "every instance.update chatter record is decided at a glance")
+	assert.Equal(t, updates, errorUpdates, "every instance.update was tried as an update to ERROR")
 	assert.Greater(t, glanced, 50)
 	assert.False(t, foreignAtAGlance([]byte(`{"event_type":"compute_task.build_instances.error","payload":{"instance_id":"x"}}`)), "a UUID-only record is looked up")
 	assert.False(t, foreignAtAGlance([]byte(`{"payload":{"display_name":""}}`)), "an empty name is decoded")

@@ -188,6 +188,12 @@ func runDev(ctx context.Context, args []string) error {
 		}
 	}
 	out.SwaggerUI = out.API + "/swagger/index.html"
+	if out.Pids == nil {
+		out.Pids = map[string]int{}
+	}
+	for name, pid := range g.PidsByName() {
+		out.Pids[name] = pid
+	}
 	out.Customers, err = demoCustomers(ctx, cfg.DataDir, e.Kafka)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ const (
 	secCreate  = "create"
 	secDelete  = "delete"
 	secHistory = "history"
+	secStages  = "stages"
 )
 
 func (r *runner) step(format string, args ...any) {
@@ -151,6 +152,16 @@ func (r *runner) accept(ctx context.Context, tr *tracker, custs []*customer) err
 	return ctx.Err()
 }
 
+// snapshot samples the engines; a failure (the metrics endpoint did not
+// answer) is reported and leaves that part of the rows out.
+func (r *runner) snapshot(ctx context.Context) engineSnapshot {
+	s, err := snapshotEngines(ctx, r.e.Pids, r.e.TemporalMetrics)
+	if err != nil {
+		r.rep.AddError("engine sample: %s", err)
+	}
+	return s
+}
+
 // sampled is a server whose histories are counted.
 type sampled struct {
 	serverID        string
@@ -170,10 +181,12 @@ func (r *runner) creates(ctx context.Context, tr *tracker, custs []*customer) ([
 	cfg := r.cfg
 	shape := Shape{Before: 2, After: 2, Timeout: workflows.DefaultEventTimeout}
 	r.step("raw create-shaped workflow: %d from %d clients, signalled %s after the start", cfg.N, cfg.C, cfg.BootTime)
+	s0 := r.snapshot(ctx)
 	rawLat, rawRate, rawIDs, err := rawRun(ctx, r.tc, r.queue, fmt.Sprintf("bench-raw-create-%d", os.Getpid()), shape, cfg.BootTime, cfg.N, cfg.C)
 	if err != nil {
 		return nil, err
 	}
+	s1 := r.snapshot(ctx)
 	r.step("creates: %d from %d clients, followed to succeeded", cfg.N, cfg.C)
 	jobs := make([]job, cfg.N)
 	for i := range jobs {
@@ -190,8 +203,11 @@ func (r *runner) creates(ctx context.Context, tr *tracker, custs []*customer) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	s2 := r.snapshot(ctx)
 	out := summarize(ops, t0)
 	r.e2eRows(secCreate, "creates", out, rawLat, rawRate)
+	r.engineRows(secCreate, "create", s2.since(s1), s1.since(s0), len(ops), len(rawLat))
+	r.stageRows(ctx, ops, rawIDs)
 	var okOps []*op
 	for _, o := range ops {
 		if o.status == "succeeded" {
@@ -225,10 +241,12 @@ func (r *runner) deletes(ctx context.Context, tr *tracker, created []*op) error 
 
 	shape := Shape{Before: 3, After: 1, Timeout: workflows.DefaultEventTimeout}
 	r.step("raw delete-shaped workflow: %d from %d clients, signalled %s after the start", len(created), cfg.C, cfg.DeleteTime)
+	s0 := r.snapshot(ctx)
 	rawLat, rawRate, rawIDs, err := rawRun(ctx, r.tc, r.queue, fmt.Sprintf("bench-raw-delete-%d", os.Getpid()), shape, cfg.DeleteTime, max(len(created), 1), cfg.C)
 	if err != nil {
 		return err
 	}
+	s1 := r.snapshot(ctx)
 	r.step("deletes: %d from %d clients, followed to succeeded", len(created), cfg.C)
 	jobs := make([]job, len(created))
 	for i, o := range created {
@@ -250,7 +268,9 @@ func (r *runner) deletes(ctx context.Context, tr *tracker, created []*op) error 
 			r.rep.AddError("delete %s failed: %s", o.id, o.errText)
 		}
 	}
+	s2 := r.snapshot(ctx)
 	r.e2eRows(secDelete, "deletes", summarize(ops, t0), rawLat, rawRate)
+	r.engineRows(secDelete, "delete", s2.since(s1), s1.since(s0), len(ops), len(rawLat))
 	if err := r.rawHistoryRows(ctx, secHistory, "delete", rawIDs); err != nil {
 		return err
 	}

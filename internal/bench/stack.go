@@ -25,7 +25,10 @@ type Endpoints struct {
 	TemporalMetrics   string   `json:"temporal_metrics"`
 	API               string   `json:"api"`
 	SimAdmin          string   `json:"sim_admin"`
-	Customers         []struct {
+	// Pids are the stack's processes by name (the engines and, from dev,
+	// the application's): what the report samples their CPU time of.
+	Pids      map[string]int `json:"pids"`
+	Customers []struct {
 		CustomerID string `json:"customer_id"`
 		APIKey     string `json:"api_key"`
 	} `json:"customers"`

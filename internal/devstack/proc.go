@@ -475,6 +475,17 @@ func (g *Group) Pids() []int {
 	return pids
 }
 
+// PidsByName returns the pid of each process's current run by its name.
+func (g *Group) PidsByName() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]int, len(g.procs))
+	for _, q := range g.procs {
+		out[q.spec.Name] = q.pid
+	}
+	return out
+}
+
 // Running reports whether name is running.
 func (g *Group) Running(name string) bool {
 	q := g.find(name)
