@@ -106,8 +106,14 @@ func TestHAChaos(t *testing.T) {
 		{"ZooKeeper follower", zkKill(false)},
 		{"Temporal server", func(p *haPhase) {
 			p.kill("temporal")
-			h.sleep(hold)
+			t0 := time.Now()
+			h.awaitReadyz(ctx, "temporal", hold)
+			p.note = fmt.Sprintf("bridges' /readyz named temporal missing %.1fs after the kill", time.Since(t0).Seconds())
+			h.sleep(hold - time.Since(t0))
 			p.restart("temporal")
+			t0 = time.Now()
+			h.awaitReadyz(ctx, "", time.Minute)
+			p.note += fmt.Sprintf(", ready again %.1fs after the restart", time.Since(t0).Seconds())
 		}},
 		{"PostgreSQL", func(p *haPhase) {
 			p.kill("postgres")
@@ -684,6 +690,39 @@ func (h *haSystem) ownership(rows []*haPhase) {
 				len(resumed), resumed[0].Seconds(), resumed[len(resumed)-1].Seconds())
 		}
 	}
+}
+
+// awaitReadyz waits until every bridge's /readyz names missing among its
+// missing dependencies (503), or, with missing "", answers 200.
+func (h *haSystem) awaitReadyz(ctx context.Context, missing string, timeout time.Duration) {
+	what := "every bridge's /readyz answers 200"
+	if missing != "" {
+		what = "every bridge's /readyz answers 503 naming " + missing
+	}
+	eventually(h.t, timeout, what, func() error {
+		for id, status := range h.bridges {
+			resp, err := h.http.Get(strings.TrimSuffix(status, "/status") + "/readyz")
+			if err != nil {
+				return err
+			}
+			var body struct {
+				Missing      []string          `json:"missing"`
+				Dependencies map[string]string `json:"dependencies"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", id, err)
+			}
+			switch {
+			case missing == "" && resp.StatusCode != http.StatusOK:
+				return fmt.Errorf("%s: %s %v", id, resp.Status, body.Dependencies)
+			case missing != "" && (resp.StatusCode != http.StatusServiceUnavailable || !slices.Contains(body.Missing, missing) || resp.Header.Get("Retry-After") == ""):
+				return fmt.Errorf("%s: %s, missing %v, Retry-After %q", id, resp.Status, body.Missing, resp.Header.Get("Retry-After"))
+			}
+		}
+		return nil
+	})
 }
 
 // ---- the load ----
