@@ -82,6 +82,8 @@ type Config struct {
 	// PendingLock is how long an accepted operation that its server's
 	// lifecycle has not picked up yet locks the server. Default 10 min.
 	PendingLock time.Duration
+	// Metrics receives the API's metrics (NewMetrics); nil: none.
+	Metrics *Metrics
 }
 
 func (cfg *Config) defaults() {
@@ -126,6 +128,7 @@ type Server struct {
 	limits  *limiters
 	events  *broadcaster
 	now     func() time.Time
+	metrics *Metrics
 }
 
 // New returns the API. kc (a sarama.Client) tells where the topics rm
@@ -144,8 +147,9 @@ func New(cfg Config, log *slog.Logger, rm *ReadModel, kc Offsets, requests Reque
 		cfg: cfg, log: log, rm: rm, kafka: kc, requests: requests, state: state,
 		writes:  make(chan struct{}, cfg.MaxPendingWrites),
 		buckets: cloudservers.DefaultBucketMap(cfg.Partitions), now: time.Now,
-		limits: newLimiters(cfg.RateLimit, cfg.RateBurst),
-		events: newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),
+		limits:  newLimiters(cfg.RateLimit, cfg.RateBurst),
+		events:  newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),
+		metrics: cfg.Metrics,
 	}
 	rm.watch(s.events.publish)
 	return s
@@ -171,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 	// An API answers a wrong path with a problem, not a redirect.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.recover, s.limitBody, s.bounded)
+	r.Use(s.observe, s.recover, s.limitBody, s.bounded)
 	r.NoRoute(func(c *gin.Context) {
 		s.abort(c, errorf(CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path)))
 	})

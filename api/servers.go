@@ -450,14 +450,16 @@ func (s *Server) accept(c *gin.Context, idem *idempotency, m mutation) {
 	}
 	server, op, rec := InitialState(req)
 	if err := s.write(c, func(ctx context.Context) error { return s.publish(ctx, req) }); err != nil {
-		s.log.Error("mutation not accepted", "operation", opID, "type", m.op, "error", err)
+		s.log.ErrorContext(c.Request.Context(), "mutation not accepted", "operation", opID, "type", m.op, "error", err)
 		s.abort(c, unavailable(err))
+		s.observeAccept(c, string(m.op), false)
 		return
 	}
 	// Read-your-writes on this replica before its consumer reads the
 	// request back; the answer is the idempotency record's, byte for byte.
 	s.rm.Accepted(server, &op, rec)
 	s.reply(c, http.StatusAccepted, mustJSON(operationView(op)), createdLocation(op))
+	s.observeAccept(c, string(m.op), true)
 }
 
 // notQueued marks the operation record of a request Kafka did not take,

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 )
 
@@ -55,10 +56,13 @@ type DeadLetter struct {
 // Stats counts what a consumer did; safe for concurrent use.
 type Stats struct {
 	Consumed    atomic.Int64
+	Decoded     atomic.Int64 // notifications decoded (the rest was decided at a glance)
 	Delivered   atomic.Int64 // handed to Temporal
 	Duplicates  atomic.Int64
 	Skipped     atomic.Int64 // not ours (notifications of other instances) or for ended workflows
 	DeadLetters atomic.Int64
+	// toSignal (RegisterStats) times the router's deliveries.
+	toSignal prometheus.Histogram
 }
 
 // Snapshot returns the counters as a map for status output.

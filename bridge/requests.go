@@ -10,12 +10,16 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/workflows"
 )
 
@@ -81,6 +85,13 @@ func DecodeRequest(value []byte) (cloudservers.Request, error) {
 
 func (r *Requests) handle(ctx context.Context, msg *sarama.ConsumerMessage) error {
 	r.Stats.Consumed.Add(1)
+	// The request continues the trace of the API call that wrote it; the
+	// Temporal client's tracing interceptor carries it into the workflow.
+	ctx, span := otel.Tracer("github.com/cloudservers/cloudservers/bridge").Start(kafka.ExtractTrace(ctx, msg), "deliver request",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.destination.name", msg.Topic), attribute.Int("messaging.destination.partition.id", int(msg.Partition)),
+			attribute.Int64("messaging.kafka.offset", msg.Offset)))
+	defer span.End()
 	req, err := DecodeRequest(msg.Value)
 	if err != nil {
 		r.Log.Error("request sent to the dead-letter topic", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "error", err)

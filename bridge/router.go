@@ -143,6 +143,7 @@ func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 		r.Stats.DeadLetters.Add(1)
 		return nil
 	}
+	r.Stats.Decoded.Add(1)
 	// What no saga waits for costs nothing more: most of the stream
 	// (.start events, instance.update chatter, audits) ends here.
 	if !workflows.Routed(ev.EventType, ev.State) {
@@ -177,6 +178,7 @@ func (r *Router) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 		return fmt.Errorf("signal %s of server %s to operation %s: %w", ev.EventType, serverID, opID, err)
 	}
 	r.Stats.Delivered.Add(1)
+	r.Stats.observeSignal(msg.Timestamp)
 	r.Log.Debug("routed", "event", ev.EventType, "format", ev.Format, "server", serverID, "operation", opID, "instance", ev.InstanceID)
 	return nil
 }

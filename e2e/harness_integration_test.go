@@ -34,6 +34,7 @@ import (
 	"github.com/cloudservers/cloudservers/internal/notification"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/openstacksim"
+	"github.com/cloudservers/cloudservers/internal/telemetry"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 	"github.com/cloudservers/cloudservers/worker"
 )
@@ -71,6 +72,9 @@ type options struct {
 	// dropEvents loses the notifications it selects between the router
 	// and Temporal (on any cloud).
 	dropEvents func(notification.Event) bool
+	// observed wires the components' metrics and tracing as the commands
+	// do (observe_integration_test.go).
+	observed *observed
 }
 
 func quiet() *slog.Logger {
@@ -90,6 +94,10 @@ func startSystem(t *testing.T, opt options) *system {
 	log := quiet()
 	run := uuid.NewString()[:8]
 	s := &system{t: t, ends: ends, taskQueue: "e2e-" + run, customer: "e2e-customer-" + run}
+	obs := opt.observed
+	if obs != nil {
+		obs.setup(t)
+	}
 
 	began := time.Now()
 	step := func(what string) { t.Logf("%6.2fs %s", time.Since(began).Seconds(), what) }
@@ -150,7 +158,13 @@ func startSystem(t *testing.T, opt options) *system {
 	// The worker, on this test's own task queue.
 	// The SDK's own logger writes every workflow step at DEBUG: only
 	// warnings unless E2E_DEBUG is set.
-	s.temporal, err = client.Dial(client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: temporallog.NewStructuredLogger(log)})
+	tOpts := client.Options{HostPort: ends.Temporal, Namespace: ends.TemporalNamespace, Logger: temporallog.NewStructuredLogger(log)}
+	if obs != nil {
+		obs.temporal(t, &tOpts)
+		producer.Instrument(kafka.NewProduceMetrics(obs.worker, telemetry.LatencyBuckets))
+		partitioned.Instrument(kafka.NewProduceMetrics(obs.api, telemetry.LatencyBuckets))
+	}
+	s.temporal, err = client.Dial(tOpts)
 	must(t, err)
 	t.Cleanup(s.temporal.Close)
 	w := sdkworker.New(s.temporal, s.taskQueue, sdkworker.Options{})
@@ -181,6 +195,9 @@ func startSystem(t *testing.T, opt options) *system {
 	s.router = &bridge.Router{Kafka: s.kafka, Consumer: newConsumer(t, ends.Kafka, "e2e-router-"+run, log), Group: routerGroup, Topics: notifs.Topics(),
 		Signals: signals, Namespace: ends.TemporalNamespace, Routes: routes, DeadLetters: producer, Log: log, Stats: &bridge.Stats{}}
 
+	if obs != nil {
+		obs.bridge(s, requestGroup)
+	}
 	// Two bridge processes share the partitions through ZooKeeper.
 	parts, err := s.kafka.Partitions(cloudservers.TopicRequests)
 	must(t, err)
@@ -194,6 +211,9 @@ func startSystem(t *testing.T, opt options) *system {
 		go func() {
 			defer wg.Done()
 			_ = coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
+				if obs != nil {
+					defer obs.own(lease.Partition)()
+				}
 				return s.requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
 			})
 		}()
@@ -216,7 +236,11 @@ func startSystem(t *testing.T, opt options) *system {
 	rm := api.NewReadModel()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = rm.Run(ctx, readClient, log) }()
-	apiSrv := httptest.NewServer(api.New(api.Config{Catalog: s.catalog, Partitions: int32(len(parts))}, log, rm, s.kafka, partitioned, producer).Handler())
+	apiCfg := api.Config{Catalog: s.catalog, Partitions: int32(len(parts))}
+	if obs != nil {
+		apiCfg.Metrics = api.NewMetrics(obs.api)
+	}
+	apiSrv := httptest.NewServer(api.New(apiCfg, log, rm, s.kafka, partitioned, producer).Handler())
 	t.Cleanup(apiSrv.Close)
 	s.api = apiSrv.URL
 	eventually(t, 30*time.Second, "the API's read model catches up", func() error {

@@ -61,12 +61,15 @@ func Step[T any](s *Saga, name string, do func(ctx workflow.Context) (T, error),
 // are a StepFailure.
 func (s *Saga) Finish(errp *error) {
 	if *errp == nil {
+		s.count("succeeded", "")
 		return
 	}
 	cause := *errp
 	failure := StepFailure{Operation: s.what, Step: s.current, Message: rootMessage(cause)}
 	errs := []error{cause}
+	outcome := "failed"
 	if temporal.IsCanceledError(cause) {
+		outcome = "cancelled"
 		failure.Message = "cancelled"
 		// Keep the CanceledError out of the returned chain: the SDK closes
 		// a workflow whose error wraps one as Canceled and drops this
@@ -91,6 +94,20 @@ func (s *Saga) Finish(errp *error) {
 		msg += "; compensation errors: " + strings.Join(failure.CompensationErrors, "; ")
 	}
 	*errp = temporal.NewNonRetryableApplicationError(msg, ErrStepFailed, errors.Join(errs...), failure)
+	s.count(outcome, failure.Step)
+}
+
+// SagaOutcomesMetric counts sagas that ended, by operation (the saga's
+// workflow type), outcome (succeeded, failed, cancelled) and failed_step.
+// It goes through the worker's Temporal metrics handler, which records
+// nothing while a workflow replays; Prometheus shows it with the suffix
+// _total.
+const SagaOutcomesMetric = "cloudservers_saga_outcomes"
+
+func (s *Saga) count(outcome, failedStep string) {
+	workflow.GetMetricsHandler(s.ctx).WithTags(map[string]string{
+		"operation": workflow.GetInfo(s.ctx).WorkflowType.Name, "outcome": outcome, "failed_step": failedStep,
+	}).Counter(SagaOutcomesMetric).Inc(1)
 }
 
 // rootMessage is the innermost message of an error chain: what a support

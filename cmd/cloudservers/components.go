@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/cloudservers/cloudservers"
@@ -23,6 +25,7 @@ import (
 	"github.com/cloudservers/cloudservers/bridge"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/openstack"
+	"github.com/cloudservers/cloudservers/internal/telemetry"
 	"github.com/cloudservers/cloudservers/internal/temporal"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 	"github.com/cloudservers/cloudservers/worker"
@@ -36,6 +39,10 @@ type common struct {
 	temporal  string
 	namespace string
 	zookeeper string
+	// logFormat is text or json; otlpEndpoint, when set, receives the
+	// process's spans (OTLP over HTTP).
+	logFormat    string
+	otlpEndpoint string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -43,6 +50,46 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.temporal, "temporal", envOr("CLOUDSERVERS_TEMPORAL", ""), "Temporal frontend host:port (env CLOUDSERVERS_TEMPORAL)")
 	fs.StringVar(&c.namespace, "namespace", envOr("CLOUDSERVERS_NAMESPACE", "cloudservers"), "Temporal namespace (env CLOUDSERVERS_NAMESPACE)")
 	fs.StringVar(&c.zookeeper, "zookeeper", envOr("CLOUDSERVERS_ZOOKEEPER", ""), "ZooKeeper connect string host:port[,host:port][/chroot] (env CLOUDSERVERS_ZOOKEEPER)")
+	fs.StringVar(&c.logFormat, "log-format", envOr("CLOUDSERVERS_LOG_FORMAT", telemetry.FormatText), "log format: text or json (env CLOUDSERVERS_LOG_FORMAT)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", envOr("CLOUDSERVERS_OTLP_ENDPOINT", ""),
+		"export traces over OTLP/HTTP to this URL, e.g. http://collector:4318 (env CLOUDSERVERS_OTLP_ENDPOINT; none: trace context is passed on, no span is recorded)")
+}
+
+// observability returns the component's logger (in -log-format) and
+// installs its tracing (-otlp-endpoint); shutdown flushes the spans.
+func (c *common) observability(ctx context.Context, component string) (log *slog.Logger, shutdown func(), err error) {
+	log, err = newLogger(component, c.logFormat)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-log-format: %w", err)
+	}
+	stop, err := telemetry.SetupTracing(ctx, "cloudservers-"+component, c.otlpEndpoint)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-otlp-endpoint: %w", err)
+	}
+	return log, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stop(sctx); err != nil {
+			log.Warn("spans not flushed", "error", err)
+		}
+	}, nil
+}
+
+// temporalOptions make a Temporal client report the SDK's metrics into reg
+// and carry trace context into workflows and activities.
+func temporalOptions(reg *prometheus.Registry) (func(*client.Options), error) {
+	mh, err := telemetry.TemporalMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	tracing, err := telemetry.TemporalTracing()
+	if err != nil {
+		return nil, err
+	}
+	return func(o *client.Options) {
+		o.MetricsHandler = mh
+		o.Interceptors = append(o.Interceptors, tracing)
+	}, nil
 }
 
 func (c *common) brokers() ([]string, error) {
@@ -59,12 +106,26 @@ func envOr(name, def string) string {
 	return def
 }
 
+// logger is a component's logger in the format CLOUDSERVERS_LOG_FORMAT
+// names (text when it names none or an unknown one).
 func logger(component string) *slog.Logger {
+	log, err := newLogger(component, os.Getenv("CLOUDSERVERS_LOG_FORMAT"))
+	if err != nil {
+		log, _ = newLogger(component, telemetry.FormatText)
+	}
+	return log
+}
+
+func newLogger(component, format string) (*slog.Logger, error) {
 	level := slog.LevelInfo
 	if os.Getenv("CLOUDSERVERS_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", component)
+	log, err := telemetry.NewLogger(os.Stderr, format, level)
+	if err != nil {
+		return nil, err
+	}
+	return log.With("component", component), nil
 }
 
 // runAPI serves the customer API.
@@ -85,7 +146,14 @@ func runAPI(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := logger("api").With("replica", *replica)
+	log, stopTracing, err := c.observability(ctx, "api")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	log = log.With("replica", *replica)
+	reg := telemetry.NewRegistry()
+	produceMetrics := kafka.NewProduceMetrics(reg, telemetry.LatencyBuckets)
 	kc, err := kafka.Connect(ctx, brokers, "cloudservers-api-"+*replica, log)
 	if err != nil {
 		return err
@@ -104,11 +172,13 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	defer requests.Close()
+	requests.Instrument(produceMetrics)
 	state, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-api-"+*replica, false, log)
 	if err != nil {
 		return err
 	}
 	defer state.Close()
+	state.Instrument(produceMetrics)
 	// The read model fetches on a client of its own, so that its
 	// long-polling fetches never delay the offset lookups of Sync.
 	kcRead, err := kafka.Connect(ctx, brokers, "cloudservers-api-"+*replica+"-readmodel", log)
@@ -117,13 +187,17 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	defer kcRead.Close()
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts))}, log, rm, kc, requests, state)
+	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts)), Metrics: api.NewMetrics(reg)}, log, rm, kc, requests, state)
+	// /metrics beside the API, outside its middleware (not an API route).
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	mux.Handle("/", srv.Handler())
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is the port in use? choose another with -listen)", *listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	// Shutdown ends the open event streams too, instead of waiting them out.
 	hs.RegisterOnShutdown(srv.Shutdown)
 	var wg sync.WaitGroup
@@ -137,7 +211,7 @@ func runAPI(ctx context.Context, args []string) error {
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("API listening", "url", "http://"+ln.Addr().String())
+	log.Info("API listening", "url", "http://"+ln.Addr().String(), "metrics", "http://"+ln.Addr().String()+"/metrics")
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -155,6 +229,8 @@ func runWorker(ctx context.Context, args []string) error {
 	var c common
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	c.register(fs)
+	metricsListen := fs.String("metrics-listen", envOr("CLOUDSERVERS_METRICS_LISTEN", ""),
+		"serve /metrics (the workers' and the Temporal SDK's metrics) and /healthz on this address (env CLOUDSERVERS_METRICS_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -162,7 +238,23 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := logger("worker")
+	log, stopTracing, err := c.observability(ctx, "worker")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	reg := telemetry.NewRegistry()
+	withTelemetry, err := temporalOptions(reg)
+	if err != nil {
+		return err
+	}
+	if *metricsListen != "" {
+		stop, err := serveStatus(*metricsListen, log, reg, nil, nil)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	clients, err := connectOpenStack(ctx, log)
 	if err != nil {
 		return err
@@ -172,7 +264,8 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer producer.Close()
-	tc, err := temporal.Dial(ctx, c.temporal, c.namespace, log)
+	producer.Instrument(kafka.NewProduceMetrics(reg, telemetry.LatencyBuckets))
+	tc, err := temporal.Dial(ctx, c.temporal, c.namespace, log, withTelemetry)
 	if err != nil {
 		return err
 	}
@@ -209,7 +302,18 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	id := cfg.id
 	brokers, _ := cfg.brokers()
-	log := logger("bridge").With("process", id)
+	log, stopTracing, err := cfg.observability(ctx, "bridge")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	log = log.With("process", id)
+	reg := telemetry.NewRegistry()
+	withTelemetry, err := temporalOptions(reg)
+	if err != nil {
+		return err
+	}
+	ownership := bridge.NewOwnership(reg)
 	log.Info("bridge starting", "assignment_mode", cfg.mode, "kafka", cfg.kafka, "zookeeper", cfg.zookeeper,
 		"temporal", cfg.temporal, "task_queue", cfg.taskQueue, "requests_topic", cfg.requestsTopic)
 	for _, w := range cfg.warnings {
@@ -247,7 +351,8 @@ func runBridge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer dl.Close()
-	tc, err := temporal.Dial(ctx, cfg.temporal, cfg.namespace, log)
+	dl.Instrument(kafka.NewProduceMetrics(reg, telemetry.LatencyBuckets))
+	tc, err := temporal.Dial(ctx, cfg.temporal, cfg.namespace, log, withTelemetry)
 	if err != nil {
 		return err
 	}
@@ -290,6 +395,11 @@ func runBridge(ctx context.Context, args []string) error {
 	reaper := &bridge.Reaper{Temporal: tc, Kafka: kc, Consumer: reaperConsumer, TaskQueue: cfg.taskQueue,
 		Interval: cfg.reapInterval, GracePeriod: cfg.reapGrace, MaxOrphans: cfg.reapMax, DryRun: cfg.reapDryRun,
 		Log: log.With("service", "reaper")}
+	bridge.RegisterStats(reg, "requests", requests.Stats, telemetry.LatencyBuckets)
+	bridge.RegisterStats(reg, "router", router.Stats, telemetry.LatencyBuckets)
+	if cfg.reaper {
+		reg.MustRegister(bridge.ReaperCollector{Reaper: reaper})
+	}
 	var group *bridge.GroupConsumer
 	if cfg.mode == modeConsumerGroup {
 		group = &bridge.GroupConsumer{Brokers: brokers, Process: id, Group: cfg.requestGroup, SessionTimeout: cfg.groupSession,
@@ -297,6 +407,26 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	var leading sync.Map // singleton name -> fence, while this process leads it
 	var routing sync.Map // "topic/partition" -> fence, while this process routes it
+	var owned sync.Map   // request partition -> fence, while this process consumes it (zookeeper mode)
+	reg.MustRegister(bridge.LagCollector{Kafka: kc, Log: log, Owned: func() []bridge.OwnedPartition {
+		var out []bridge.OwnedPartition
+		owned.Range(func(k, _ any) bool {
+			out = append(out, bridge.OwnedPartition{Group: cfg.requestGroup, Topic: cfg.requestsTopic, Partition: k.(int32)})
+			return true
+		})
+		if group != nil {
+			for _, c := range group.Claims() {
+				out = append(out, bridge.OwnedPartition{Group: cfg.requestGroup, Topic: cfg.requestsTopic, Partition: c.Partition})
+			}
+		}
+		routing.Range(func(k, _ any) bool {
+			topic, p, _ := strings.Cut(k.(string), "/")
+			n, _ := strconv.Atoi(p)
+			out = append(out, bridge.OwnedPartition{Group: cfg.routerGroup, Topic: topic, Partition: int32(n)})
+			return true
+		})
+		return out
+	}})
 	if cfg.statusListen != "" {
 		deps := []readiness{
 			{"zookeeper", cfg.zookeeper, func(context.Context) error {
@@ -311,7 +441,7 @@ func runBridge(ctx context.Context, args []string) error {
 				return err
 			}},
 		}
-		stop, err := serveStatus(cfg.statusListen, log, deps, func(ctx context.Context) (any, error) {
+		stop, err := serveStatus(cfg.statusListen, log, reg, deps, func(ctx context.Context) (any, error) {
 			sys, err := collectStatus(ctx, coord, kc, cfg.requestsTopic, cfg.requestGroup, cfg.notifTopics, cfg.routerGroup)
 			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{}, Routing: map[string]int64{},
 				Requests: requests.Stats.Snapshot(), Router: router.Stats.Snapshot()}
@@ -350,6 +480,7 @@ func runBridge(ctx context.Context, args []string) error {
 			return coord.RunSingleton(ctx, name, func(ctx context.Context, lease zkcoord.Lease) error {
 				log.Info("leading", "service", name, "fence", lease.Fence)
 				leading.Store(name, lease.Fence)
+				defer ownership.Acquired(name)()
 				defer func() {
 					leading.Delete(name)
 					log.Info("leadership ended", "service", name)
@@ -364,6 +495,9 @@ func runBridge(ctx context.Context, args []string) error {
 			return coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
 				log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
 				defer log.Info("partition released", "partition", lease.Partition)
+				defer ownership.Acquired("requests")()
+				owned.Store(lease.Partition, lease.Fence)
+				defer owned.Delete(lease.Partition)
 				return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
 			})
 		})
@@ -376,7 +510,7 @@ func runBridge(ctx context.Context, args []string) error {
 	// routes (which operation runs where, which server an instance is).
 	// A service's error ends it, not the routing.
 	routingServices := []func(context.Context) error{routes.Run}
-	runRouting(ctx, log, coord, router, cfg.notifTopics, routeAsg, routingServices, &routing, run, singleton)
+	runRouting(ctx, log, coord, router, cfg.notifTopics, routeAsg, routingServices, &routing, ownership, run, singleton)
 	if cfg.reaper {
 		run(singleton("reaper", reaper.Run))
 	}
@@ -394,7 +528,7 @@ func runBridge(ctx context.Context, args []string) error {
 // elected singleton over every partition, as it was before routing was
 // spread. services run beside the router for as long as it may route.
 func runRouting(ctx context.Context, log *slog.Logger, coord *zkcoord.Coordinator, router *bridge.Router, topics []string,
-	routeAsg map[string]zkcoord.Assignment, services []func(context.Context) error, routing *sync.Map,
+	routeAsg map[string]zkcoord.Assignment, services []func(context.Context) error, routing *sync.Map, ownership *bridge.Ownership,
 	run func(func() error), singleton func(string, func(context.Context) error) func() error) {
 	withServices := func(ctx context.Context, routes func(context.Context) error) error {
 		ctx, cancel := context.WithCancel(ctx)
@@ -440,6 +574,7 @@ func runRouting(ctx context.Context, log *slog.Logger, coord *zkcoord.Coordinato
 						key := fmt.Sprintf("%s/%d", lease.Topic, lease.Partition)
 						log.Info("routing", "topic", lease.Topic, "partition", lease.Partition, "fence", lease.Fence)
 						routing.Store(key, lease.Fence)
+						defer ownership.Acquired("routes")()
 						defer func() {
 							routing.Delete(key)
 							log.Info("routing ended", "topic", lease.Topic, "partition", lease.Partition)
@@ -456,8 +591,12 @@ func runRouting(ctx context.Context, log *slog.Logger, coord *zkcoord.Coordinato
 
 // runAdmin holds administrative commands.
 func runAdmin(ctx context.Context, args []string) error {
+	if len(args) >= 2 && args[0] == "deadletters" && args[1] == "replay" {
+		return runReplay(ctx, args[2:])
+	}
 	if len(args) < 1 || args[0] != "create-key" {
-		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]")
+		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]\n" +
+			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]")
 	}
 	var c common
 	fs := flag.NewFlagSet("admin create-key", flag.ContinueOnError)
@@ -538,10 +677,11 @@ func readyReport(ctx context.Context, deps []readiness) (map[string]string, []st
 	return state, missing
 }
 
-// serveStatus serves /healthz (the process is up), /readyz (200 while
-// every dependency answers, else 503 naming those missing) and /status
-// (JSON from status) until stop is called.
-func serveStatus(addr string, log *slog.Logger, deps []readiness, status func(context.Context) (any, error)) (stop func(), err error) {
+// serveStatus serves /healthz (the process is up), /metrics (reg), /readyz
+// (with deps: 200 while every dependency answers, else 503 naming those
+// missing) and /status (JSON from status, when not nil) until stop is
+// called.
+func serveStatus(addr string, log *slog.Logger, reg *prometheus.Registry, deps []readiness, status func(context.Context) (any, error)) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("status listener on %s: %w", addr, err)
@@ -551,20 +691,27 @@ func serveStatus(addr string, log *slog.Logger, deps []readiness, status func(co
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		state, missing := readyReport(ctx, deps)
-		w.Header().Set("Content-Type", "application/json")
-		if len(missing) > 0 {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]any{"status": "unavailable", "missing": missing, "dependencies": state})
+	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	if deps != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			state, missing := readyReport(ctx, deps)
+			w.Header().Set("Content-Type", "application/json")
+			if len(missing) > 0 {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_ = json.NewEncoder(w).Encode(map[string]any{"status": "unavailable", "missing": missing, "dependencies": state})
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "ready", "dependencies": state})
+		})
+	}
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		if status == nil {
+			http.NotFound(w, r)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ready", "dependencies": state})
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		v, err := status(ctx)
@@ -584,7 +731,10 @@ func serveStatus(addr string, log *slog.Logger, deps []readiness, status func(co
 			log.Error("status server", "error", err)
 		}
 	}()
-	log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
+	if status != nil {
+		log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
+	}
+	log.Info("metrics endpoint", "url", "http://"+ln.Addr().String()+"/metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

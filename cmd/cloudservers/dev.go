@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +32,11 @@ type DevEndpoints struct {
 	CloudsYAML string            `json:"clouds_yaml,omitempty"`
 	Bridges    map[string]string `json:"bridges"` // process ID -> status URL
 	// With -topology ha: every API replica (API is the first) and worker.
-	APIs      map[string]string `json:"apis,omitempty"`    // replica -> base URL
-	Workers   map[string]int    `json:"workers,omitempty"` // name -> pid
+	APIs    map[string]string `json:"apis,omitempty"`    // replica -> base URL
+	Workers map[string]int    `json:"workers,omitempty"` // name -> pid
+	// Metrics are the Prometheus endpoints of every application process
+	// (API replicas, bridges, workers): name -> URL of its /metrics.
+	Metrics   map[string]string `json:"metrics"`
 	Customers []DemoCustomer    `json:"customers"`
 }
 
@@ -92,7 +96,7 @@ func runDev(ctx context.Context, args []string) error {
 	cfg = st.Config()
 	e := st.Endpoints()
 	logs := filepath.Join(cfg.DataDir, "logs")
-	ports, err := appPorts(cfg.DataDir, *apiPort, append(append([]string{}, apiIDs[1:]...), bridges...))
+	ports, err := appPorts(cfg.DataDir, *apiPort, append(append(append([]string{}, apiIDs[1:]...), bridges...), workers...))
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,7 @@ func runDev(ctx context.Context, args []string) error {
 		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
 		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
 	}
-	out := DevEndpoints{Endpoints: e, Bridges: map[string]string{}}
+	out := DevEndpoints{Endpoints: e, Bridges: map[string]string{}, Metrics: map[string]string{}}
 
 	if *cloud == "sim" {
 		simAddr := hostPort(ports["sim"])
@@ -137,12 +141,14 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	for i, w := range workers {
+		metrics := hostPort(ports[w])
 		if err := g.Start(ctx, devstack.Process{
-			Name: w, Cmd: []string{self, "worker"}, Env: env, LogFile: filepath.Join(logs, w+".log"),
+			Name: w, Cmd: []string{self, "worker", "-metrics-listen", metrics}, Env: env, LogFile: filepath.Join(logs, w+".log"),
 			Ready: workerPolling(tc, i+1),
 		}); err != nil {
 			return err
 		}
+		out.Metrics[w] = "http://" + metrics + "/metrics"
 		if len(workers) > 1 {
 			if out.Workers == nil {
 				out.Workers = map[string]int{}
@@ -161,6 +167,7 @@ func runDev(ctx context.Context, args []string) error {
 			return err
 		}
 		out.Bridges[id] = "http://" + status + "/status"
+		out.Metrics[id] = "http://" + status + "/metrics"
 		_ = i
 	}
 	for i, id := range apiIDs {
@@ -180,6 +187,7 @@ func runDev(ctx context.Context, args []string) error {
 		if i == 0 {
 			out.API = "http://" + apiAddr
 		}
+		out.Metrics[name] = "http://" + apiAddr + "/metrics"
 		if len(apiIDs) > 1 {
 			if out.APIs == nil {
 				out.APIs = map[string]string{}
@@ -212,6 +220,7 @@ Cloud Servers is running.
   Temporal UI  %s  (namespace %s)
   OpenStack    %s
   bridges      %s
+  metrics      %s
 
   endpoints and demo API keys: %s
   logs: %s
@@ -221,7 +230,7 @@ Cloud Servers is running.
 
 Ctrl-C stops everything.
 `, out.API, out.SwaggerUI, e.TemporalUI, e.TemporalNamespace, out.OpenStack,
-		bridgeList(out.Bridges, bridges), path, logs, path, out.API)
+		bridgeList(out.Bridges, bridges), metricsList(out.Metrics), path, logs, path, out.API)
 	if *topology == devstack.TopologyHA {
 		fmt.Fprintf(os.Stderr, "\nHA topology: API replicas %v, workers %v, ZooKeeper %s, Kafka %s, PostgreSQL %s\n",
 			out.APIs, workers, e.ZooKeeper, strings.Join(e.Kafka, ","), e.PostgreSQL)
@@ -351,4 +360,18 @@ func bridgeList(urls map[string]string, ids []string) string {
 		l = append(l, urls[id])
 	}
 	return strings.Join(l, ", ")
+}
+
+// metricsList lists the /metrics URLs, one process a line, in name order.
+func metricsList(urls map[string]string) string {
+	names := make([]string, 0, len(urls))
+	for n := range urls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	l := make([]string, len(names))
+	for i, n := range names {
+		l[i] = fmt.Sprintf("%-10s %s", n, urls[n])
+	}
+	return strings.Join(l, "\n               ")
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cloudservers/cloudservers/internal/telemetry"
 )
 
 // TestReadyz: /readyz answers 200 while every dependency answers, and 503
@@ -32,7 +34,7 @@ func TestReadyz(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	stop, err := serveStatus(addr, slog.New(slog.NewTextHandler(io.Discard, nil)), deps, func(context.Context) (any, error) { return nil, nil })
+	stop, err := serveStatus(addr, slog.New(slog.NewTextHandler(io.Discard, nil)), telemetry.NewRegistry(), deps, nil)
 	require.NoError(t, err)
 	defer stop()
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/procfs"
@@ -23,6 +24,7 @@ type engineSnapshot struct {
 	at          time.Time
 	cpu         map[string]float64 // process name -> CPU seconds
 	persistence map[string]float64 // operation -> requests
+	service     map[string]float64 // Temporal API method -> requests
 }
 
 // engineUse is the difference of two snapshots.
@@ -30,6 +32,7 @@ type engineUse struct {
 	elapsed     time.Duration
 	cpu         map[string]float64
 	persistence map[string]float64
+	service     map[string]float64
 }
 
 // snapshotEngines reads the CPU time of every process in pids and the
@@ -51,14 +54,27 @@ func snapshotEngines(ctx context.Context, pids map[string]int, metricsURL string
 	if metricsURL == "" {
 		return s, nil
 	}
-	var err error
-	s.persistence, err = persistenceRequests(ctx, metricsURL)
-	return s, err
+	families, err := scrape(ctx, metricsURL)
+	if err != nil {
+		return s, err
+	}
+	s.persistence = byOperation(families, "persistence_requests")
+	s.service = byOperation(families, "service_requests")
+	return s, nil
 }
 
 // persistenceRequests sums Temporal's persistence_requests counter by its
 // operation label.
 func persistenceRequests(ctx context.Context, url string) (map[string]float64, error) {
+	families, err := scrape(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return byOperation(families, "persistence_requests"), nil
+}
+
+// scrape reads a Prometheus text exposition.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -78,8 +94,14 @@ func persistenceRequests(ctx context.Context, url string) (map[string]float64, e
 	if err != nil {
 		return nil, fmt.Errorf("Temporal metrics %s: %w", url, err)
 	}
+	return families, nil
+}
+
+// byOperation sums a counter (with or without the _total suffix) by its
+// operation label.
+func byOperation(families map[string]*dto.MetricFamily, counter string) map[string]float64 {
 	out := map[string]float64{}
-	for _, name := range []string{"persistence_requests", "persistence_requests_total"} {
+	for _, name := range []string{counter, counter + "_total"} {
 		f, ok := families[name]
 		if !ok {
 			continue
@@ -94,31 +116,40 @@ func persistenceRequests(ctx context.Context, url string) (map[string]float64, e
 			out[op] += m.GetCounter().GetValue() + m.GetUntyped().GetValue()
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (s engineSnapshot) since(before engineSnapshot) engineUse {
-	u := engineUse{elapsed: s.at.Sub(before.at), cpu: map[string]float64{}, persistence: map[string]float64{}}
+	u := engineUse{elapsed: s.at.Sub(before.at), cpu: map[string]float64{},
+		persistence: grown(s.persistence, before.persistence), service: grown(s.service, before.service)}
 	for k, v := range s.cpu {
 		if b, ok := before.cpu[k]; ok {
 			u.cpu[k] = v - b
 		}
 	}
-	for k, v := range s.persistence {
-		if d := v - before.persistence[k]; d > 0 {
-			u.persistence[k] = d
-		}
-	}
 	return u
 }
 
-func (u engineUse) persistenceTotal() float64 {
+// grown is what each counter grew by from before to now.
+func grown(now, before map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range now {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func total(m map[string]float64) float64 {
 	var t float64
-	for _, v := range u.persistence {
+	for _, v := range m {
 		t += v
 	}
 	return t
 }
+
+func (u engineUse) persistenceTotal() float64 { return total(u.persistence) }
 
 // cpuTable renders each process's CPU seconds over the burst, largest
 // first: "temporal 41.2 s, worker 6.1 s, ...".
@@ -139,22 +170,27 @@ func (u engineUse) cpuTable() string {
 // work (per create): "UpdateWorkflowExecution 9.1, ...", beside the
 // baseline's figure for the same operation.
 func topPersistence(sys, raw engineUse, sysN, rawN float64, n int) string {
-	ops := make([]string, 0, len(sys.persistence))
-	for op := range sys.persistence {
+	return top(sys.persistence, raw.persistence, sysN, rawN, n)
+}
+
+// top renders the n largest counters of sys per unit, beside raw's.
+func top(sys, raw map[string]float64, sysN, rawN float64, n int) string {
+	ops := make([]string, 0, len(sys))
+	for op := range sys {
 		ops = append(ops, op)
 	}
 	slices.SortFunc(ops, func(a, b string) int {
 		switch {
-		case sys.persistence[a] > sys.persistence[b]:
+		case sys[a] > sys[b]:
 			return -1
-		case sys.persistence[a] < sys.persistence[b]:
+		case sys[a] < sys[b]:
 			return 1
 		}
 		return strings.Compare(a, b)
 	})
 	parts := []string{}
 	for _, op := range ops[:min(n, len(ops))] {
-		parts = append(parts, fmt.Sprintf("%s %.1f (raw %.1f)", op, sys.persistence[op]/sysN, raw.persistence[op]/rawN))
+		parts = append(parts, fmt.Sprintf("%s %.1f (raw %.1f)", op, sys[op]/sysN, raw[op]/rawN))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -178,4 +214,44 @@ func (r *runner) engineRows(section, unit string, sys, raw engineUse, sysN, rawN
 			System: sys.persistenceTotal() / fs, Baseline: Float(raw.persistenceTotal() / fr),
 			Note: "busiest: " + topPersistence(sys, raw, fs, fr, 5)})
 	}
+	if len(sys.service) > 0 && len(raw.service) > 0 {
+		r.rep.Add(Row{Section: section, Measure: "Temporal API requests per " + unit, Unit: "requests",
+			System: total(sys.service) / fs, Baseline: Float(total(raw.service) / fr),
+			Note: "busiest: " + top(sys.service, raw.service, fs, fr, 6)})
+	}
+}
+
+// machineBusy returns the CPU seconds the whole machine had been busy and
+// idle since boot (every core), so that two readings give how busy it was
+// in between.
+func machineBusy() (busy, idle float64, err error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	c := st.CPUTotal
+	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal, c.Idle + c.Iowait, nil
+}
+
+// busyMeter measures the machine's busy share of all its cores between
+// its start and Share.
+type busyMeter struct{ busy, idle float64 }
+
+func startBusy() busyMeter {
+	b, i, _ := machineBusy()
+	return busyMeter{b, i}
+}
+
+// Share is the busy fraction (0..1) since the start; 0 when /proc cannot
+// be read.
+func (m busyMeter) Share() float64 {
+	b, i, err := machineBusy()
+	if err != nil || b+i-m.busy-m.idle <= 0 {
+		return 0
+	}
+	return (b - m.busy) / (b + i - m.busy - m.idle)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,12 @@ type RouterScaleRow struct {
 	AwaitedOwn     int           `json:"awaited_own"`
 	ForeignSignals int64         `json:"foreign_signals"`
 	Elapsed        time.Duration `json:"elapsed_ns"`
+	// MachineBusy is how busy the machine's cores were (0..1, all of
+	// them) while the routers ran, and BareMachineBusy while the bare
+	// consumer did: near 1, the row measures the machine, and more
+	// processes cannot route more.
+	MachineBusy     float64 `json:"machine_busy"`
+	BareMachineBusy float64 `json:"bare_machine_busy"`
 }
 
 // RouterScaleResult is RouterScale's answer.
@@ -133,14 +140,18 @@ func RouterScale(ctx context.Context, cfg RouterScaleConfig) (RouterScaleResult,
 	}
 	res.Foreign = len(mix.foreign)
 	for _, n := range cfg.Processes {
+		meter := startBusy()
 		bare, err := bareConsume(ctx, cfg, topic)
 		if err != nil {
 			return res, fmt.Errorf("router scale: bare consumer: %w", err)
 		}
+		bareBusy := meter.Share()
+		meter = startBusy()
 		row, err := routeWith(ctx, cfg, topic, routesTopics, n, mix)
 		if err != nil {
 			return res, fmt.Errorf("router scale: %d processes: %w", n, err)
 		}
+		row.MachineBusy, row.BareMachineBusy = meter.Share(), bareBusy
 		row.BarePerSec = bare
 		row.PerProcessVsBare = row.RouterPerSec / float64(n) / bare
 		cfg.Log.Info("router scale row", "processes", n, "router_per_s", int(row.RouterPerSec), "bare_per_s", int(bare),
@@ -160,10 +171,10 @@ func RouterScale(ctx context.Context, cfg RouterScaleConfig) (RouterScaleResult,
 // WriteTable writes the result as a table for people.
 func (r RouterScaleResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "router, %d notifications (%d foreign) on %d partitions\n", r.Notifications, r.Foreign, r.Partitions)
-	fmt.Fprintf(w, "%-9s %12s %12s %14s %10s %22s\n", "processes", "router/s", "bare/s", "per-proc/bare", "vs 1 proc", "temporal/1000 foreign")
+	fmt.Fprintf(w, "%-9s %12s %12s %14s %10s %22s %13s\n", "processes", "router/s", "bare/s", "per-proc/bare", "vs 1 proc", "temporal/1000 foreign", "machine busy")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%-9d %12.0f %12.0f %14.2f %10.2f %22.1f\n", row.Processes, row.RouterPerSec, row.BarePerSec,
-			row.PerProcessVsBare, row.VsOneProcess, row.TemporalCallsPer1000Foreign)
+		fmt.Fprintf(w, "%-9d %12.0f %12.0f %14.2f %10.2f %22.1f %12.0f%%\n", row.Processes, row.RouterPerSec, row.BarePerSec,
+			row.PerProcessVsBare, row.VsOneProcess, row.TemporalCallsPer1000Foreign, 100*row.MachineBusy)
 	}
 }
 
@@ -453,8 +464,10 @@ func RouterSection(cfg RouterScaleConfig) Section {
 		foreign := fmt.Sprintf("%.0f %% foreign", 100*float64(res.Foreign)/float64(res.Notifications))
 		for _, row := range res.Rows {
 			perProcess := row.RouterPerSec / float64(row.Processes)
-			rep.Add(NewRow("router", fmt.Sprintf("notifications/s per process, %d process(es), %s (raw: bare sarama consumer)", row.Processes, foreign),
-				"/s", perProcess, &row.BarePerSec, AtLeast(0.8, 0)))
+			r := NewRow("router", fmt.Sprintf("notifications/s per process, %d process(es), %s (raw: bare sarama consumer)", row.Processes, foreign),
+				"/s", perProcess, &row.BarePerSec, AtLeast(0.8, 0))
+			r.Note = fmt.Sprintf("machine busy %.0f %% (bare consumer: %.0f %%) of %d cores", 100*row.MachineBusy, 100*row.BareMachineBusy, runtime.NumCPU())
+			rep.Add(r)
 			if row.Processes > 1 {
 				var one *float64
 				for _, r := range res.Rows {

@@ -53,7 +53,8 @@ func ProducerConfig(clientID string) *sarama.Config {
 
 // Producer sends messages synchronously.
 type Producer struct {
-	p sarama.SyncProducer
+	p       sarama.SyncProducer
+	metrics *ProduceMetrics
 }
 
 // NewProducer connects an idempotent acks=all producer to brokers.
@@ -78,7 +79,7 @@ func (p *Producer) Send(ctx context.Context, topic string, key, value []byte) er
 	if key != nil {
 		msg.Key = sarama.ByteEncoder(key)
 	}
-	if _, _, err := p.p.SendMessage(msg); err != nil {
+	if err := p.send(ctx, msg); err != nil {
 		return fmt.Errorf("send to %s: %w", topic, err)
 	}
 	return nil
@@ -111,8 +112,17 @@ func (p *Producer) SendToPartition(ctx context.Context, topic string, partition 
 		return err
 	}
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
-	if _, _, err := p.p.SendMessage(msg); err != nil {
+	if err := p.send(ctx, msg); err != nil {
 		return fmt.Errorf("send to %s/%d: %w", topic, partition, err)
 	}
 	return nil
+}
+
+// send writes msg with ctx's trace context in its headers, measured.
+func (p *Producer) send(ctx context.Context, msg *sarama.ProducerMessage) error {
+	inject(ctx, msg)
+	began := time.Now()
+	_, _, err := p.p.SendMessage(msg)
+	p.metrics.observe(msg.Topic, began, err)
+	return err
 }

@@ -14,6 +14,7 @@ import (
 	gos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/cloudservers/cloudservers/activities"
 )
@@ -51,7 +52,11 @@ func Connect(ctx context.Context) (activities.Clients, error) {
 // simulator) and returns the clients.
 func ConnectWith(ctx context.Context, auth gophercloud.AuthOptions, endpoint gophercloud.EndpointOpts) (activities.Clients, error) {
 	auth.AllowReauth = true
-	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(http.Client{Timeout: 30 * time.Second}))
+	// Every call is a client span of the activity's trace (otelhttp), with
+	// the W3C trace context in its headers.
+	hc := http.Client{Timeout: 30 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport,
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "openstack " + r.Method }))}
+	provider, err := config.NewProviderClient(ctx, auth, config.WithHTTPClient(hc))
 	if err != nil {
 		return activities.Clients{}, fmt.Errorf("authenticate with OpenStack at %s: %w", auth.IdentityEndpoint, err)
 	}

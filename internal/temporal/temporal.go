@@ -13,15 +13,20 @@ import (
 
 // Dial connects to Temporal at hostPort in namespace, retrying with backoff
 // until ctx ends: a worker or bridge started before Temporal is up waits for
-// it instead of crash-looping.
-func Dial(ctx context.Context, hostPort, namespace string, logger *slog.Logger) (client.Client, error) {
+// it instead of crash-looping. options adjust the client's options (its
+// metrics handler, its interceptors).
+func Dial(ctx context.Context, hostPort, namespace string, logger *slog.Logger, options ...func(*client.Options)) (client.Client, error) {
 	backoff := 500 * time.Millisecond
+	opts := client.Options{
+		HostPort:  hostPort,
+		Namespace: namespace,
+		Logger:    tlog.NewStructuredLogger(logger),
+	}
+	for _, o := range options {
+		o(&opts)
+	}
 	for {
-		c, err := client.DialContext(ctx, client.Options{
-			HostPort:  hostPort,
-			Namespace: namespace,
-			Logger:    tlog.NewStructuredLogger(logger),
-		})
+		c, err := client.DialContext(ctx, opts)
 		if err == nil {
 			return c, nil
 		}
