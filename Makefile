@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run run-ha stack stack-ha fetch fetch-ha test test-ha unit chaos chaos-ha bench bench-ha bench-report bench-micro docs docs-check check-tools clean
+.PHONY: all build run run-ha stack stack-ha fetch fetch-ha test test-ha unit chaos chaos-ha bench bench-ha bench-report bench-micro docs docs-check histories check-tools clean
 
 all: build
 
@@ -84,8 +84,14 @@ bench-micro: build
 unit:
 	$(GO) test -race ./...
 
+## histories: record the replay histories of workflows/testdata/histories/latest on a Temporal dev server
+## (ONLY=<scenario regexp> records only those, e.g. make histories ONLY=rebuild)
+histories:
+	$(GO) test -tags recordhistories -run 'TestRecordHistories$(if $(ONLY),/$(ONLY))' -count=1 -v ./workflows/
+
 ## docs: regenerate the OpenAPI spec in docs/ from the swag annotations
 docs:
+	$(GO) test ./api -run TestSpecFollowsTheOperations -count=1 -update-enums
 	$(SWAG) init -g api/api.go -o docs --parseInternal -q
 
 clean:

@@ -48,8 +48,8 @@ func NotificationTopicsOf(versioned, legacy, ceilometer string) []string {
 	return []string{versioned + ".info", versioned + ".error", legacy + ".info", legacy + ".error", ceilometer}
 }
 
-// OperationType names an operation a customer can ask for. The workflows
-// registry maps each to its saga.
+// OperationType names an operation a customer can ask for. Operations
+// describes each; the workflows registry maps each to its saga.
 type OperationType string
 
 const (
@@ -59,6 +59,8 @@ const (
 	OpPowerOff OperationType = "power_off"
 	OpPowerOn  OperationType = "power_on"
 	OpResize   OperationType = "resize"
+	OpRebuild  OperationType = "rebuild"
+	OpRename   OperationType = "rename"
 	OpReap     OperationType = "reap"
 )
 
@@ -80,6 +82,10 @@ type Request struct {
 	// Idempotency is the Idempotency-Key the request was made with, if
 	// any (absent from requests of earlier API versions).
 	Idempotency *RequestIdempotency `json:"idempotency,omitempty"`
+	// BucketMapVersion is the version of the bucket map the API routed
+	// the request by (0: the initial spread without ZooKeeper, or an
+	// earlier API version).
+	BucketMapVersion int64 `json:"bucket_map_version,omitempty"`
 }
 
 // RequestIdempotency is what the API needs to answer a repeat of a request
@@ -104,29 +110,40 @@ type CreateParams struct {
 
 // RebootParams are the parameters of a reboot request.
 type RebootParams struct {
-	Type string `json:"reboot_type,omitempty"` // "soft" (default) or "hard"
+	Type string `json:"reboot_type,omitempty" enums:"soft,hard" example:"soft" doc:"default soft"`
 }
 
 // ResizeParams are the parameters of a resize request.
 type ResizeParams struct {
-	Size string `json:"size"`
+	Size string `json:"size" example:"s-1vcpu-128mb" doc:"see GET /v1/sizes"`
+}
+
+// RebuildParams are the parameters of a rebuild request.
+type RebuildParams struct {
+	Image string `json:"image" example:"tiny" doc:"see GET /v1/images"`
+}
+
+// RenameParams are the parameters of a rename request.
+type RenameParams struct {
+	Name string `json:"name" example:"web-2"`
 }
 
 // ServerStatus is the customer-visible status of a server.
 type ServerStatus string
 
 const (
-	StatusQueued    ServerStatus = "queued"
-	StatusCreating  ServerStatus = "creating"
-	StatusActive    ServerStatus = "active"
-	StatusOff       ServerStatus = "off"
-	StatusRebooting ServerStatus = "rebooting"
-	StatusStopping  ServerStatus = "stopping"
-	StatusStarting  ServerStatus = "starting"
-	StatusResizing  ServerStatus = "resizing"
-	StatusDeleting  ServerStatus = "deleting"
-	StatusDeleted   ServerStatus = "deleted"
-	StatusError     ServerStatus = "error"
+	StatusQueued     ServerStatus = "queued"
+	StatusCreating   ServerStatus = "creating"
+	StatusActive     ServerStatus = "active"
+	StatusOff        ServerStatus = "off"
+	StatusRebooting  ServerStatus = "rebooting"
+	StatusStopping   ServerStatus = "stopping"
+	StatusStarting   ServerStatus = "starting"
+	StatusResizing   ServerStatus = "resizing"
+	StatusRebuilding ServerStatus = "rebuilding"
+	StatusDeleting   ServerStatus = "deleting"
+	StatusDeleted    ServerStatus = "deleted"
+	StatusError      ServerStatus = "error"
 )
 
 // Server is the read-model record of a server, published by its lifecycle

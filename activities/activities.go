@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cloudservers/cloudservers"
+	"github.com/cloudservers/cloudservers/internal/openstack"
 )
 
 // Error types of non-retryable failures (temporal.ApplicationError.Type()).
@@ -41,17 +42,10 @@ type StatePublisher interface {
 	Send(ctx context.Context, topic string, key, value []byte) error
 }
 
-// Clients are the OpenStack service clients of one region.
-type Clients struct {
-	Compute *gophercloud.ServiceClient
-	Network *gophercloud.ServiceClient
-	Image   *gophercloud.ServiceClient
-}
-
 // Activities is registered with the worker; the workflows call its methods
 // through a nil pointer.
 type Activities struct {
-	clients   Clients
+	clients   openstack.Clients
 	catalog   cloudservers.Catalog
 	publisher StatePublisher
 
@@ -63,7 +57,7 @@ type Activities struct {
 
 // New returns the activities using clients for OpenStack and publisher for
 // state records.
-func New(clients Clients, catalog cloudservers.Catalog, publisher StatePublisher) *Activities {
+func New(clients openstack.Clients, catalog cloudservers.Catalog, publisher StatePublisher) *Activities {
 	return &Activities{clients: clients, catalog: catalog, publisher: publisher, cache: map[string]string{}}
 }
 

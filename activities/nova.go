@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -289,6 +290,24 @@ func (a *Activities) RevertResize(ctx context.Context, instanceID string) (NovaA
 	return a.action(ctx, "revert resize", instanceID, r.Header, r.Err, []string{"ACTIVE", "SHUTOFF"})
 }
 
+// RebuildInput asks for a rebuild of an instance from an image of the
+// catalogue.
+type RebuildInput struct {
+	InstanceID string `json:"instance_id"`
+	Image      string `json:"image"`
+}
+
+// RebuildNovaServer rebuilds an instance from an image: the same instance,
+// its ports and addresses, a fresh disk.
+func (a *Activities) RebuildNovaServer(ctx context.Context, in RebuildInput) (NovaAction, error) {
+	imageID, err := a.imageID(ctx, in.Image)
+	if err != nil {
+		return NovaAction{}, err
+	}
+	r := servers.Rebuild(ctx, a.clients.Compute, in.InstanceID, servers.RebuildOpts{ImageRef: imageID})
+	return a.action(ctx, "rebuild", in.InstanceID, r.Header, r.Err, nil)
+}
+
 // action interprets the answer to a server action. A 409 means the instance
 // is not in a state the action applies to: if it is already where the action
 // leads (doneStates), a retry of ours got there first and the action is
@@ -332,4 +351,30 @@ func (a *Activities) ImportKeyPair(ctx context.Context, in ImportKeyPairInput) e
 		return nil // created meanwhile by a concurrent create
 	}
 	return classify("import Nova keypair "+in.Name, err)
+}
+
+// CheckCatalog looks up every catalog entry in the cloud (each size's Nova
+// flavor, each image in Glance, each region's networks) and names, all at
+// once, those the cloud lacks or that could not be looked up. The worker
+// runs it at start-up.
+func (a *Activities) CheckCatalog(ctx context.Context) error {
+	var errs []error
+	for _, s := range a.catalog.Sizes {
+		if _, err := a.flavorID(ctx, s.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, im := range a.catalog.Images {
+		if _, err := a.imageID(ctx, im.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, r := range a.catalog.Regions {
+		for _, n := range []string{r.Network, r.ExternalNetwork} {
+			if _, err := a.networkID(ctx, n); err != nil {
+				errs = append(errs, fmt.Errorf("region %s: %w", r.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -46,7 +46,7 @@ func adminCustomer(c *gin.Context) (string, error) {
 //	@Produce		json,application/problem+json
 //	@Security		BearerAuth
 //	@Param			customer_id	path		string	true	"Customer ID"
-//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error)
+//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,rebuilding,deleting,deleted,error)
 //	@Param			page_size	query		int		false	"1 to 100, default 20"	minimum(1)	maximum(100)
 //	@Param			page_token	query		string	false	"From the previous page's next link"
 //	@Success		200			{object}	ServerList

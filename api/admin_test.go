@@ -104,6 +104,9 @@ func TestBodyLimit(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: "/v1/ssh_keys", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/0193a0e4-0000-7000-8000-000000000000/actions", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
 	expect(t, e.do(req{method: "POST", path: "/admin/v1/customers/c/keys", key: e.admin, body: big}), 413, api.CodeTooLarge, nil)
+	for _, m := range []string{"PUT", "PATCH"} {
+		expect(t, e.do(req{method: m, path: "/v1/servers/0193a0e4-0000-7000-8000-000000000000", key: e.alice, body: big}), 413, api.CodeTooLarge, nil)
+	}
 }
 
 // specRoutes lists every operation of the spec with its path parameters
@@ -173,8 +176,11 @@ func TestIsolationEveryRoute(t *testing.T) {
 			continue // not a route naming a resource
 		}
 		var body any
-		if method == "POST" {
+		switch method {
+		case "POST":
 			body = map[string]any{"type": "power_off"}
+		case "PUT", "PATCH":
+			body = map[string]any{"name": "mine-now"}
 		}
 		rec := e.do(req{method: method, path: path, key: e.bob, body: body})
 		if rec.Code != 404 {
@@ -182,7 +188,7 @@ func TestIsolationEveryRoute(t *testing.T) {
 		}
 		covered++
 	}
-	if covered != 7 {
+	if covered != 9 {
 		t.Errorf("%d routes naming a resource; new ones must be covered here", covered)
 	}
 	// The lists and the stream show bob nothing of alice's.

@@ -43,8 +43,16 @@ type RequestProducer interface {
 // Config configures the API. Zero values take the documented defaults.
 type Config struct {
 	Catalog cloudservers.Catalog
-	// Partitions of the requests topic; buckets map onto them.
+	// Partitions of the requests topic; buckets map onto them by the
+	// initial spread when Buckets is nil.
 	Partitions int32
+	// Buckets is the bucket map in force (watched in ZooKeeper); nil
+	// routes by the initial spread over Partitions, for ever.
+	Buckets *BucketRoutes
+	// FreezeWait is how long a mutation of a bucket being moved waits for
+	// the move to end before it is refused with 503 and Retry-After.
+	// Default 2 s.
+	FreezeWait time.Duration
 	// MaxBodyBytes bounds request bodies (413 beyond). Default 64 KiB.
 	MaxBodyBytes int64
 	// IdempotencyTTL is how long an Idempotency-Key is remembered.
@@ -102,6 +110,7 @@ func (cfg *Config) defaults() {
 	setDefault(&cfg.Heartbeat, 15*time.Second)
 	setDefault(&cfg.PendingLock, 10*time.Minute)
 	setDefault(&cfg.MaxPendingWrites, 1024)
+	setDefault(&cfg.FreezeWait, 2*time.Second)
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 1
 	}
@@ -124,7 +133,7 @@ type Server struct {
 	state    Producer
 	// writes holds a token per Kafka write in flight (MaxPendingWrites).
 	writes  chan struct{}
-	buckets cloudservers.BucketMap
+	buckets *BucketRoutes
 	limits  *limiters
 	events  *broadcaster
 	now     func() time.Time
@@ -146,10 +155,13 @@ func New(cfg Config, log *slog.Logger, rm *ReadModel, kc Offsets, requests Reque
 	s := &Server{
 		cfg: cfg, log: log, rm: rm, kafka: kc, requests: requests, state: state,
 		writes:  make(chan struct{}, cfg.MaxPendingWrites),
-		buckets: cloudservers.DefaultBucketMap(cfg.Partitions), now: time.Now,
+		buckets: cfg.Buckets, now: time.Now,
 		limits:  newLimiters(cfg.RateLimit, cfg.RateBurst),
 		events:  newBroadcaster(cfg.EventHistory, cfg.EventBuffer, cfg.MaxStreams),
 		metrics: cfg.Metrics,
+	}
+	if s.buckets == nil {
+		s.buckets = StaticBucketRoutes(cfg.Partitions)
 	}
 	rm.watch(s.events.publish)
 	return s
@@ -195,6 +207,8 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/servers", s.listServers)
 	v1.GET("/servers/:id", s.getServer)
 	v1.DELETE("/servers/:id", s.deleteServer)
+	v1.PUT("/servers/:id", s.renameServer)
+	v1.PATCH("/servers/:id", s.renameServer)
 	v1.POST("/servers/:id/actions", s.serverAction)
 	v1.GET("/servers/:id/operations", s.listOperations)
 	v1.GET("/operations/:id", s.getOperation)

@@ -213,6 +213,10 @@ func (s *Server) write(c *gin.Context, f func(ctx context.Context) error) error 
 // unavailable is the answer when Kafka did not take a mutation: err is
 // the write's error.
 func unavailable(err error) *Error {
+	var refused *Error
+	if errors.As(err, &refused) {
+		return refused // the write was refused before Kafka, with its reason
+	}
 	if errors.Is(err, errOverloaded) {
 		e := errorf(CodeUnavailable, "too many requests are being queued right now; retry shortly (with the same Idempotency-Key)")
 		e.RetryAfter = 1

@@ -41,7 +41,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"     // the route exists, not with this method
 	CodeLocked           = "server_locked"          // the server has an operation in flight
 	CodeInvalidState     = "invalid_state"          // the action does not apply to the server's status
-	CodeAlreadyExists    = "already_exists"         // an SSH key with this name or fingerprint exists
+	CodeAlreadyExists    = "already_exists"         // an SSH key with this name or fingerprint, or a server with this name, exists
 	CodeIdempotencyReuse = "idempotency_key_reused" // the Idempotency-Key was used with another request
 	CodeTooLarge         = "request_too_large"      // body over the limit
 	CodeUnsupportedMedia = "unsupported_media_type" // body not application/json

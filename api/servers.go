@@ -6,18 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/workflows"
 )
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$`)
 
 // createServer godoc
 //
@@ -50,19 +45,17 @@ func (s *Server) createServer(c *gin.Context) {
 		return
 	}
 	customer := customerOf(c)
+	def, _ := cloudservers.LookupOperation(cloudservers.OpCreate)
+	p := cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region}
 	var bad invalid
-	if !nameRE.MatchString(req.Name) {
-		bad.add("name", "name must be 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit")
-	}
-	size, ok := s.cfg.Catalog.Size(req.Size)
-	if !ok {
-		bad.add("size", fmt.Sprintf("unknown size %q (see GET /v1/sizes)", clip(req.Size)))
-	}
-	if _, ok := s.cfg.Catalog.Image(req.Image); !ok {
-		bad.add("image", fmt.Sprintf("unknown image %q (see GET /v1/images)", clip(req.Image)))
-	}
-	if _, ok := s.cfg.Catalog.Region(req.Region); !ok {
-		bad.add("region", fmt.Sprintf("unknown region %q (see GET /v1/regions)", clip(req.Region)))
+	var pes cloudservers.ParamErrors
+	if err := def.ValidateParams(mustJSON(p), s.cfg.Catalog); errors.As(err, &pes) {
+		for _, pe := range pes {
+			bad.add(pe.Field, pe.Problem)
+		}
+	} else if err != nil {
+		s.abort(c, paramProblem(err))
+		return
 	}
 	key, field, problem := s.serverSSHKey(customer, req)
 	if problem != "" {
@@ -72,21 +65,13 @@ func (s *Server) createServer(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if err := s.checkQuota(customer, size.VCPUs, 1); err != nil {
-		s.abort(c, err)
-		return
-	}
-	p := cloudservers.CreateParams{Name: req.Name, Size: req.Size, Image: req.Image, Region: req.Region}
 	if key != nil {
 		p.SSHKey, p.KeyName = key.PublicKey, NovaKeyName(key.ID)
 	}
 	params := mustJSON(p)
-	if def, ok := workflows.Lookup(cloudservers.OpCreate); ok {
-		// The saga's own validator has the last word.
-		if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
-			s.abort(c, paramProblem(err))
-			return
-		}
+	if err := s.checkQuota(customer, def.Quota(s.cfg.Catalog, cloudservers.Server{}, params)); err != nil {
+		s.abort(c, err)
+		return
 	}
 	s.accept(c, idem, mutation{op: cloudservers.OpCreate, params: params, create: &p})
 }
@@ -119,8 +104,9 @@ func (s *Server) serverSSHKey(customer string, req CreateServerRequest) (key *SS
 }
 
 // checkQuota refuses a change that would take the customer over its server
-// or vCPU quota: servers more servers and vcpus more vCPUs.
-func (s *Server) checkQuota(customer string, vcpus, servers int) error {
+// or vCPU quota: u's more servers and more vCPUs.
+func (s *Server) checkQuota(customer string, u cloudservers.Usage) error {
+	vcpus, servers := u.VCPUs, u.Servers
 	live := s.rm.Servers(customer, func(sv cloudservers.Server) bool {
 		return sv.Status != cloudservers.StatusDeleted
 	})
@@ -251,48 +237,102 @@ func (s *Server) serverAction(c *gin.Context) {
 	}
 	delete(fields, "type")
 	op := cloudservers.OperationType(typ)
-	def, ok := workflows.Lookup(op)
-	if !ok || op == cloudservers.OpCreate || op == cloudservers.OpDelete {
+	def, ok := cloudservers.LookupOperation(op)
+	if !ok || def.API != cloudservers.ExposeAction {
 		s.abort(c, errorf(CodeValidation, fmt.Sprintf("unknown action type %q: %s", clip(typ), strings.Join(actionTypes(), ", ")), "type"))
 		return
 	}
-	params := mustJSON(fields)
+	s.startOn(c, srv, idem, def, mustJSON(fields), nil)
+}
+
+// startOn accepts an operation of the table on a server once its
+// parameters are valid (ValidateParams, then Applies), then also by check
+// (when given), the server's status allows it, and the customer's quota
+// has room for it.
+func (s *Server) startOn(c *gin.Context, srv cloudservers.Server, idem *idempotency, def cloudservers.OperationDef, params json.RawMessage, check func() error) {
 	if err := def.ValidateParams(params, s.cfg.Catalog); err != nil {
 		s.abort(c, paramProblem(err))
 		return
 	}
-	var extraVCPUs int
-	if op == cloudservers.OpResize {
-		var p cloudservers.ResizeParams
-		_ = json.Unmarshal(params, &p)
-		if p.Size == srv.Size {
-			s.abort(c, errorf(CodeValidation, "the server already has size "+p.Size, "size"))
+	if def.Applies != nil {
+		if pe := def.Applies(srv, params); pe != nil {
+			s.abort(c, errorf(CodeValidation, pe.Problem, pe.Field))
 			return
 		}
-		to, _ := s.cfg.Catalog.Size(p.Size)
-		from, _ := s.cfg.Catalog.Size(srv.Size)
-		extraVCPUs = to.VCPUs - from.VCPUs
 	}
-	if err := s.checkState(srv, op); err != nil {
-		s.abort(c, err)
-		return
-	}
-	if extraVCPUs > 0 {
-		if err := s.checkQuota(customerOf(c), extraVCPUs, 0); err != nil {
+	if check != nil {
+		if err := check(); err != nil {
 			s.abort(c, err)
 			return
 		}
 	}
-	s.accept(c, idem, mutation{op: op, serverID: srv.ID, params: params})
+	if err := s.checkState(srv, def.Type); err != nil {
+		s.abort(c, err)
+		return
+	}
+	if def.Quota != nil {
+		if err := s.checkQuota(customerOf(c), def.Quota(s.cfg.Catalog, srv, params)); err != nil {
+			s.abort(c, err)
+			return
+		}
+	}
+	s.accept(c, idem, mutation{op: def.Type, serverID: srv.ID, params: params})
 }
 
-// actionTypes are the operations the action endpoint accepts: every saga of
-// the registry but create and delete, which have their own endpoints.
+// renameServer godoc
+//
+//	@Summary		Rename a server
+//	@Description	Changes the server's name; PUT and PATCH take the same body. The name is the customer's: the Nova instance keeps the name the system recognises it by. Answers 202 with the rename operation.
+//	@Tags			servers
+//	@Accept			json
+//	@Produce		json,application/problem+json
+//	@Security		BearerAuth
+//	@Param			id				path		string				true	"Server ID"	format(uuid)
+//	@Param			Idempotency-Key	header		string				false	"Makes retries safe: the same key and body return the original answer for 24 hours"
+//	@Param			body			body		UpdateServerRequest	true	"The new name"
+//	@Success		202				{object}	OperationView
+//	@Failure		400				{object}	Problem	"invalid_request"
+//	@Failure		401				{object}	Problem	"unauthorized"
+//	@Failure		404				{object}	Problem	"not_found"
+//	@Failure		409				{object}	Problem	"already_exists: another of your servers has this name; server_locked: an operation is in flight; invalid_state"
+//	@Failure		413				{object}	Problem	"request_too_large"
+//	@Failure		415				{object}	Problem	"unsupported_media_type"
+//	@Failure		422				{object}	Problem	"validation_failed (name), or idempotency_key_reused"
+//	@Failure		429				{object}	Problem	"rate_limited"
+//	@Failure		503				{object}	Problem	"service_unavailable"
+//	@Header			all				{integer}	RateLimit-Limit		"Requests allowed in a burst"
+//	@Header			all				{integer}	RateLimit-Remaining	"Requests left now"
+//	@Header			all				{integer}	RateLimit-Reset		"Seconds until the limit is fully restored"
+//	@Router			/v1/servers/{id} [put]
+//	@Router			/v1/servers/{id} [patch]
+func (s *Server) renameServer(c *gin.Context) {
+	var fields map[string]json.RawMessage
+	srv, idem, ok := s.serverMutation(c, &fields)
+	if !ok {
+		return
+	}
+	def, _ := cloudservers.LookupOperation(cloudservers.OpRename)
+	params := mustJSON(fields)
+	s.startOn(c, srv, idem, def, params, func() error {
+		var p cloudservers.RenameParams
+		_ = json.Unmarshal(params, &p)
+		taken := s.rm.Servers(srv.CustomerID, func(sv cloudservers.Server) bool {
+			return sv.ID != srv.ID && sv.Name == p.Name && sv.Status != cloudservers.StatusDeleted
+		})
+		if len(taken) > 0 {
+			return errorf(CodeAlreadyExists, fmt.Sprintf("server %s is already named %s", taken[0].ID, p.Name), "name")
+		}
+		return nil
+	})
+}
+
+// actionTypes are the operations the action endpoint accepts: those that
+// cloudservers.Operations exposes as actions.
 func actionTypes() []string {
 	var out []string
-	for _, d := range workflows.Registry() {
-		if d.Operation != cloudservers.OpCreate && d.Operation != cloudservers.OpDelete {
-			out = append(out, string(d.Operation))
+	for _, d := range cloudservers.Operations() {
+		if d.API == cloudservers.ExposeAction {
+			out = append(out, string(d.Type))
 		}
 	}
 	return out
@@ -301,9 +341,17 @@ func actionTypes() []string {
 // paramProblem turns a saga's parameter validation error into a 422 naming
 // the field, in JSON terms.
 func paramProblem(err error) error {
-	var pe *workflows.ParamError
+	var pe *cloudservers.ParamError
 	if errors.As(err, &pe) {
 		return errorf(CodeValidation, pe.Problem, pe.Field)
+	}
+	var pes cloudservers.ParamErrors
+	if errors.As(err, &pes) {
+		var bad invalid
+		for _, pe := range pes {
+			bad.add(pe.Field, pe.Problem)
+		}
+		return bad.err()
 	}
 	detail, field := jsonProblem(err)
 	if field != "" {
@@ -331,7 +379,7 @@ func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationTy
 		}
 		return errorf(CodeLocked, fmt.Sprintf("server %s has %s operation %s in flight (/v1/operations/%s); retry when it completes", srv.ID, kind, o.ID, o.ID))
 	}
-	def, ok := workflows.Lookup(op)
+	def, ok := cloudservers.LookupOperation(op)
 	if !ok {
 		return errorf(CodeValidation, "unknown operation "+string(op))
 	}
@@ -348,7 +396,7 @@ func (s *Server) checkState(srv cloudservers.Server, op cloudservers.OperationTy
 //	@Tags			servers
 //	@Produce		json,application/problem+json
 //	@Security		BearerAuth
-//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error)
+//	@Param			status		query		string	false	"Only servers in this status"	Enums(queued,creating,active,off,rebooting,stopping,starting,resizing,rebuilding,deleting,deleted,error)
 //	@Param			page_size	query		int		false	"1 to 100, default 20"	minimum(1)	maximum(100)
 //	@Param			page_token	query		string	false	"From the previous page's next link"
 //	@Success		200			{object}	ServerList
@@ -375,7 +423,7 @@ func (s *Server) listServersOf(c *gin.Context, customer, path string) {
 		return
 	}
 	status := q.Get("status")
-	if q.Has("status") && !knownStatus(status) {
+	if q.Has("status") && !cloudservers.ServerStatus(status).Known() {
 		s.abort(c, errorf(CodeInvalidRequest, fmt.Sprintf("unknown status %q", clip(status)), "status"))
 		return
 	}
@@ -391,16 +439,6 @@ func (s *Server) listServersOf(c *gin.Context, customer, path string) {
 		out.Servers = append(out.Servers, s.serverView(sv))
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func knownStatus(s string) bool {
-	switch cloudservers.ServerStatus(s) {
-	case cloudservers.StatusQueued, cloudservers.StatusCreating, cloudservers.StatusActive, cloudservers.StatusOff,
-		cloudservers.StatusRebooting, cloudservers.StatusStopping, cloudservers.StatusStarting, cloudservers.StatusResizing,
-		cloudservers.StatusDeleting, cloudservers.StatusDeleted, cloudservers.StatusError:
-		return true
-	}
-	return false
 }
 
 // ownServer returns the customer's server. Another customer's server is
@@ -487,6 +525,5 @@ func createdLocation(op cloudservers.Operation) string {
 // and a retry with the same Idempotency-Key, which derives the same
 // operation ID, finds it and answers with it.)
 func (s *Server) publish(ctx context.Context, req cloudservers.Request) error {
-	return s.requests.SendToPartition(ctx, cloudservers.TopicRequests, s.buckets.Partition(req.CustomerID),
-		[]byte(strconv.Itoa(cloudservers.Bucket(req.CustomerID))), mustJSON(req))
+	return s.publishRouted(ctx, req)
 }

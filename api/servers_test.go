@@ -69,7 +69,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	if allow := r.Header().Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
 		t.Errorf("Allow = %q", allow)
 	}
-	expect(t, e.do(req{method: "PATCH", path: "/v1/servers/" + "0193a0e4-0000-7000-8000-000000000000", key: e.alice}), 405, api.CodeMethodNotAllowed, nil)
+	expect(t, e.do(req{method: "PATCH", path: "/v1/servers/" + "0193a0e4-0000-7000-8000-000000000000" + "/actions", key: e.alice}), 405, api.CodeMethodNotAllowed, nil)
 }
 
 func TestCatalog(t *testing.T) {
@@ -406,6 +406,15 @@ func TestPendingLockExpires(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 202, "", nil)
 }
 
+// badBody is a request body an endpoint refuses, and how.
+type badBody struct {
+	name   string
+	body   any
+	status int
+	code   string
+	fields []string
+}
+
 func TestServerActions(t *testing.T) {
 	e := newEnv(t, api.Config{})
 	id := e.activeServer(e.alice, "a")
@@ -442,6 +451,7 @@ func TestServerActions(t *testing.T) {
 	run(map[string]any{"type": "power_on"}, cloudservers.StatusStarting, cloudservers.StatusActive)
 	expect(t, e.do(req{method: "POST", path: path, key: e.alice, body: map[string]any{"type": "power_on"}}), 409, api.CodeInvalidState, nil)
 	run(map[string]any{"type": "resize", "size": "s-1vcpu-128mb"}, cloudservers.StatusResizing, cloudservers.StatusActive)
+	run(map[string]any{"type": "rebuild", "image": "tiny"}, cloudservers.StatusRebuilding, cloudservers.StatusActive)
 
 	// Every operation is listed, oldest first.
 	var l api.OperationList
@@ -450,17 +460,11 @@ func TestServerActions(t *testing.T) {
 	for _, o := range l.Operations {
 		types = append(types, o.Type)
 	}
-	if strings.Join(types, ",") != "create,reboot,reboot,power_off,power_on,resize" {
+	if strings.Join(types, ",") != "create,reboot,reboot,power_off,power_on,resize,rebuild" {
 		t.Errorf("operations %v", types)
 	}
 
-	for _, tc := range []struct {
-		name   string
-		body   any
-		status int
-		code   string
-		fields []string
-	}{
+	for _, tc := range []badBody{
 		{"no type", map[string]any{}, 422, api.CodeValidation, []string{"type"}},
 		{"type not a string", map[string]any{"type": 1}, 422, api.CodeValidation, []string{"type"}},
 		{"unknown type", map[string]any{"type": "explode"}, 422, api.CodeValidation, []string{"type"}},
@@ -474,6 +478,8 @@ func TestServerActions(t *testing.T) {
 		{"resize unknown size", map[string]any{"type": "resize", "size": "huge"}, 422, api.CodeValidation, []string{"size"}},
 		{"resize to same size", map[string]any{"type": "resize", "size": "s-1vcpu-64mb"}, 422, api.CodeValidation, []string{"size"}},
 		{"resize size not a string", map[string]any{"type": "resize", "size": []int{1}}, 422, api.CodeValidation, []string{"size"}},
+		{"rebuild without image", map[string]any{"type": "rebuild"}, 422, api.CodeValidation, []string{"image"}},
+		{"rebuild unknown image", map[string]any{"type": "rebuild", "image": "windows-95"}, 422, api.CodeValidation, []string{"image"}},
 		{"not an object", `[1]`, 400, api.CodeInvalidRequest, nil},
 		{"malformed", `{"type":}`, 400, api.CodeInvalidRequest, nil},
 	} {
@@ -484,6 +490,51 @@ func TestServerActions(t *testing.T) {
 	expect(t, e.do(req{method: "POST", path: path, key: e.bob, body: map[string]any{"type": "reboot"}}), 404, api.CodeNotFound, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/x/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 400, api.CodeInvalidRequest, nil, "id")
 	expect(t, e.do(req{method: "POST", path: path, key: e.alice, body: map[string]any{"type": "reboot"}, header: map[string]string{"Content-Type": "text/plain"}}), 415, api.CodeUnsupportedMedia, nil)
+}
+
+// PUT and PATCH /v1/servers/{id} rename a server: a rename operation that
+// leaves the status as it was; a bad, unchanged or taken name changes
+// nothing.
+func TestRenameServer(t *testing.T) {
+	e := newEnv(t, api.Config{})
+	id := e.activeServer(e.alice, "a")
+	other := e.activeServer(e.alice, "b")
+	path := "/v1/servers/" + id
+	for i, m := range []string{"PUT", "PATCH"} {
+		name := []string{"web-2", "web-3"}[i]
+		var op api.OperationView
+		expect(t, e.do(req{method: m, path: path, key: e.alice, body: map[string]any{"name": name}}), 202, "", &op)
+		if op.Type != "rename" || op.ServerID != id {
+			t.Fatalf("%s: operation %+v", m, op)
+		}
+		reqs := e.kafka.records(cloudservers.TopicRequests)
+		if v := string(reqs[len(reqs)-1].value); !strings.Contains(v, `"operation":"rename"`) || !strings.Contains(v, `"params":{"name":"`+name+`"}`) {
+			t.Fatalf("%s: request %s", m, v)
+		}
+		e.lifecycle(id, cloudservers.StatusActive, op.ID, cloudservers.OperationRunning)
+		e.lifecycle(id, cloudservers.StatusActive, op.ID, cloudservers.OperationSucceeded)
+	}
+	before := len(e.kafka.records(cloudservers.TopicRequests))
+	srvA, _ := e.rm.Server(id)
+	srvB, _ := e.rm.Server(other)
+	for _, m := range []string{"PUT", "PATCH"} {
+		for _, tc := range []badBody{
+			{"invalid name", map[string]any{"name": "-no-"}, 422, api.CodeValidation, []string{"name"}},
+			{"no name", map[string]any{}, 422, api.CodeValidation, []string{"name"}},
+			{"unknown field", map[string]any{"name": "ok", "size": "s-1vcpu-128mb"}, 422, api.CodeValidation, []string{"size"}},
+			{"another server's name", map[string]any{"name": srvB.Name}, 409, api.CodeAlreadyExists, []string{"name"}},
+			{"the name it has", map[string]any{"name": srvA.Name}, 422, api.CodeValidation, []string{"name"}},
+			{"malformed", `{"name":}`, 400, api.CodeInvalidRequest, nil},
+		} {
+			t.Run(m+" "+tc.name, func(t *testing.T) {
+				expect(t, e.do(req{method: m, path: path, key: e.alice, body: tc.body}), tc.status, tc.code, nil, tc.fields...)
+			})
+		}
+		expect(t, e.do(req{method: m, path: path, key: e.alice, body: map[string]any{"name": "x"}, header: map[string]string{"Content-Type": "text/plain"}}), 415, api.CodeUnsupportedMedia, nil)
+	}
+	if after := len(e.kafka.records(cloudservers.TopicRequests)); after != before {
+		t.Errorf("refused renames wrote %d requests", after-before)
+	}
 }
 
 func TestOperations(t *testing.T) {
@@ -557,6 +608,9 @@ func TestKafkaDown(t *testing.T) {
 	}
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "reboot"}}), 503, api.CodeUnavailable, nil)
 	expect(t, e.do(req{method: "POST", path: "/v1/servers/" + id + "/actions", key: e.alice, body: map[string]any{"type": "power_off"}}), 503, api.CodeUnavailable, nil)
+	for _, m := range []string{"PUT", "PATCH"} {
+		expect(t, e.do(req{method: m, path: "/v1/servers/" + id, key: e.alice, body: map[string]any{"name": "renamed"}}), 503, api.CodeUnavailable, nil)
+	}
 	if ops := e.rm.Operations("alice", id); len(ops) != 1 || ops[0].Type != cloudservers.OpCreate {
 		t.Errorf("operations of %s after the failed actions: %+v", id, ops)
 	}

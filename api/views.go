@@ -10,7 +10,7 @@ import (
 type ServerView struct {
 	ID          string        `json:"id" example:"01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"`
 	Name        string        `json:"name" example:"web-1"`
-	Status      string        `json:"status" example:"active" enums:"queued,creating,active,off,rebooting,stopping,starting,resizing,deleting,deleted,error"`
+	Status      string        `json:"status" example:"active" enums:"queued,creating,active,off,rebooting,stopping,starting,resizing,rebuilding,deleting,deleted,error" enumsof:"server_status"`
 	Size        string        `json:"size" example:"s-1vcpu-64mb"`
 	Image       string        `json:"image" example:"tiny"`
 	Region      string        `json:"region" example:"region-one"`
@@ -27,16 +27,16 @@ type ServerView struct {
 // OperationRef is the operation in flight on a server, in brief.
 type OperationRef struct {
 	ID     string `json:"id"`
-	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize"`
-	Status string `json:"status" enums:"pending,running,succeeded,failed"`
+	Type   string `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild,rename" enumsof:"operation_type"`
+	Status string `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status"`
 	Link   string `json:"link"`
 } // @name OperationRef
 
 // OperationView is an asynchronous operation.
 type OperationView struct {
 	ID          string     `json:"id" example:"01937c3e-7f7b-7b6e-9a51-6a1f2b3c4d5e"`
-	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize" example:"create"`
-	Status      string     `json:"status" enums:"pending,running,succeeded,failed" example:"pending"`
+	Type        string     `json:"type" enums:"create,delete,reboot,power_off,power_on,resize,rebuild,rename" enumsof:"operation_type" example:"create"`
+	Status      string     `json:"status" enums:"pending,running,succeeded,failed" enumsof:"operation_status" example:"pending"`
 	ServerID    string     `json:"server_id" example:"01937c3e-7f7a-7b6e-9a51-6a1f2b3c4d5e"`
 	Error       string     `json:"error,omitempty"`       // why it failed
 	FailedStep  string     `json:"failed_step,omitempty"` // the saga step that failed
@@ -77,12 +77,10 @@ type CreateServerRequest struct {
 	SSHKeys []string `json:"ssh_keys,omitempty" example:"laptop"`
 } // @name CreateServerRequest
 
-// ActionRequest is the body of POST /v1/servers/{id}/actions.
-type ActionRequest struct {
-	Type       string `json:"type" enums:"reboot,power_off,power_on,resize" example:"reboot"`
-	RebootType string `json:"reboot_type,omitempty" enums:"soft,hard" example:"soft"` // reboot only; default soft
-	Size       string `json:"size,omitempty" example:"s-1vcpu-128mb"`                 // resize only
-} // @name ActionRequest
+// UpdateServerRequest is the body of PUT and PATCH /v1/servers/{id}.
+type UpdateServerRequest struct {
+	Name string `json:"name" example:"web-2"` // 1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit; unique among your servers
+} // @name UpdateServerRequest
 
 func serverView(s cloudservers.Server, inFlight *cloudservers.Operation) ServerView {
 	v := ServerView{

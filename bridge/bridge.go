@@ -27,6 +27,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
+
+	"github.com/cloudservers/cloudservers"
 )
 
 // Temporal is the part of the Temporal client the bridge uses.
@@ -269,5 +271,5 @@ func deadLetter(ctx context.Context, dl DeadLetters, msg *sarama.ConsumerMessage
 	if err != nil {
 		return err
 	}
-	return dl.Send(ctx, "cloudservers.deadletter", nil, v)
+	return dl.Send(ctx, cloudservers.TopicDeadLetter, nil, v)
 }

@@ -74,7 +74,7 @@ func TestDecodeRequest(t *testing.T) {
 		{"no operation ID", without("operation_id"), "malformed request: no operation_id"},
 		{"no server ID", without("server_id"), "malformed request: no server_id"},
 		{"no customer ID", without("customer_id"), "malformed request: no customer_id"},
-		{"unknown operation", with("operation", "rebuild"), `malformed request: unknown operation "rebuild"`},
+		{"unknown operation", with("operation", "migrate"), `malformed request: unknown operation "migrate"`},
 		{"no operation", without("operation"), `malformed request: unknown operation ""`},
 		{"wrong type", with("server_id", 42), "malformed request: json: cannot unmarshal number"},
 	} {

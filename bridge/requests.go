@@ -77,7 +77,7 @@ func DecodeRequest(value []byte) (cloudservers.Request, error) {
 	case req.CustomerID == "":
 		return req, errors.New("malformed request: no customer_id")
 	}
-	if _, ok := workflows.Lookup(req.Operation); !ok {
+	if _, ok := cloudservers.LookupOperation(req.Operation); !ok {
 		return req, fmt.Errorf("malformed request: unknown operation %q", req.Operation)
 	}
 	return req, nil

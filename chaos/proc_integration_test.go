@@ -358,11 +358,16 @@ type bridgeStatus struct {
 			Partition      int32    `json:"partition"`
 			Owner          string   `json:"owner"`
 			Candidates     []string `json:"candidates"`
+			Alive          []string `json:"alive"`
 			Committed      int64    `json:"committed"`
 			CommitMetadata string   `json:"commit_metadata"`
 			End            int64    `json:"end"`
 			Lag            int64    `json:"lag"`
 		} `json:"partitions"`
+		BucketMap *struct {
+			Version      int64 `json:"version"`
+			PerPartition []int `json:"buckets_per_partition"`
+		} `json:"bucket_map"`
 		Routes []struct {
 			Topic          string   `json:"topic"`
 			Partition      int32    `json:"partition"`

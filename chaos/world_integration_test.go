@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,8 @@ type world struct {
 
 type worldOptions struct {
 	sim openstacksim.Config
+	// partitions of the requests topic (default partitions).
+	partitions int
 }
 
 func quietLog() *slog.Logger {
@@ -111,7 +114,8 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 
 	// The test's own requests topic: nobody else's requests reach its
 	// bridges, and its requests reach no one else's.
-	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: w.topic, Partitions: partitions})
+	nparts := int32(cmp.Or(opt.partitions, partitions))
+	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: w.topic, Partitions: nparts})
 	eventually(t, 30*time.Second, "topic "+w.topic+" has its partitions", func() error {
 		if err := w.kafka.RefreshMetadata(w.topic); err != nil {
 			return err
@@ -120,7 +124,7 @@ func newWorld(t *testing.T, opt worldOptions) *world {
 		if err != nil {
 			return err
 		}
-		if len(ps) != partitions {
+		if int32(len(ps)) != nparts {
 			return fmt.Errorf("%d partitions", len(ps))
 		}
 		return nil
@@ -363,23 +367,33 @@ func (w *world) verifyExactlyOnce(reqs []sent, timeout time.Duration) verdict {
 // requestSignals counts the deliveries of an operation to its server's
 // lifecycle: the "request" signals carrying its operation ID.
 func (w *world) requestSignals(ctx context.Context, server, op string) (int, error) {
+	times, err := w.requestDeliveries(ctx, server, nil)
+	return len(times[op]), err
+}
+
+// requestDeliveries adds to into (a new map when nil) when each request
+// reached the server's lifecycle: the times of the "request" signals, by
+// operation ID, in history order.
+func (w *world) requestDeliveries(ctx context.Context, server string, into map[string][]time.Time) (map[string][]time.Time, error) {
+	if into == nil {
+		into = map[string][]time.Time{}
+	}
 	it := w.temporal.GetWorkflowHistory(ctx, workflows.ServerWorkflowID(server), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	n := 0
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
-			return n, err
+			return into, err
 		}
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
 		if a == nil || a.GetSignalName() != workflows.SignalRequest {
 			continue
 		}
 		var req cloudservers.Request
-		if p := a.GetInput().GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &req) == nil && req.OperationID == op {
-			n++
+		if p := a.GetInput().GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &req) == nil {
+			into[req.OperationID] = append(into[req.OperationID], ev.GetEventTime().AsTime())
 		}
 	}
-	return n, nil
+	return into, nil
 }
 
 // terminateWorkflows ends the lifecycles this test started (they would

@@ -270,6 +270,7 @@ const docTemplate = `{
                             "stopping",
                             "starting",
                             "resizing",
+                            "rebuilding",
                             "deleting",
                             "deleted",
                             "error"
@@ -931,6 +932,7 @@ const docTemplate = `{
                             "stopping",
                             "starting",
                             "resizing",
+                            "rebuilding",
                             "deleting",
                             "deleted",
                             "error"
@@ -1389,6 +1391,252 @@ const docTemplate = `{
                     }
                 }
             },
+            "put": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Changes the server's name; PUT and PATCH take the same body. The name is the customer's: the Nova instance keeps the name the system recognises it by. Answers 202 with the rename operation.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "servers"
+                ],
+                "summary": "Rename a server",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Server ID",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Makes retries safe: the same key and body return the original answer for 24 hours",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    },
+                    {
+                        "description": "The new name",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/UpdateServerRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/Operation"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "not_found",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "409": {
+                        "description": "already_exists: another of your servers has this name; server_locked: an operation is in flight; invalid_state",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "413": {
+                        "description": "request_too_large",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "415": {
+                        "description": "unsupported_media_type",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "422": {
+                        "description": "validation_failed (name), or idempotency_key_reused",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            },
             "delete": {
                 "security": [
                     {
@@ -1523,6 +1771,252 @@ const docTemplate = `{
                     },
                     "422": {
                         "description": "idempotency_key_reused",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "rate_limited",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "service_unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    }
+                }
+            },
+            "patch": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Changes the server's name; PUT and PATCH take the same body. The name is the customer's: the Nova instance keeps the name the system recognises it by. Answers 202 with the rename operation.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "servers"
+                ],
+                "summary": "Rename a server",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "format": "uuid",
+                        "description": "Server ID",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Makes retries safe: the same key and body return the original answer for 24 hours",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    },
+                    {
+                        "description": "The new name",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/UpdateServerRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/Operation"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "invalid_request",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "not_found",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "409": {
+                        "description": "already_exists: another of your servers has this name; server_locked: an operation is in flight; invalid_state",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "413": {
+                        "description": "request_too_large",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "415": {
+                        "description": "unsupported_media_type",
+                        "schema": {
+                            "$ref": "#/definitions/Problem"
+                        },
+                        "headers": {
+                            "RateLimit-Limit": {
+                                "type": "integer",
+                                "description": "Requests allowed in a burst"
+                            },
+                            "RateLimit-Remaining": {
+                                "type": "integer",
+                                "description": "Requests left now"
+                            },
+                            "RateLimit-Reset": {
+                                "type": "integer",
+                                "description": "Seconds until the limit is fully restored"
+                            }
+                        }
+                    },
+                    "422": {
+                        "description": "validation_failed (name), or idempotency_key_reused",
                         "schema": {
                             "$ref": "#/definitions/Problem"
                         },
@@ -2767,6 +3261,11 @@ const docTemplate = `{
         "ActionRequest": {
             "type": "object",
             "properties": {
+                "image": {
+                    "description": "rebuild only; see GET /v1/images",
+                    "type": "string",
+                    "example": "tiny"
+                },
                 "reboot_type": {
                     "description": "reboot only; default soft",
                     "type": "string",
@@ -2777,7 +3276,7 @@ const docTemplate = `{
                     "example": "soft"
                 },
                 "size": {
-                    "description": "resize only",
+                    "description": "resize only; see GET /v1/sizes",
                     "type": "string",
                     "example": "s-1vcpu-128mb"
                 },
@@ -2787,7 +3286,8 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild"
                     ],
                     "example": "reboot"
                 }
@@ -2969,7 +3469,9 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild",
+                        "rename"
                     ],
                     "example": "create"
                 },
@@ -3019,7 +3521,9 @@ const docTemplate = `{
                         "reboot",
                         "power_off",
                         "power_on",
-                        "resize"
+                        "resize",
+                        "rebuild",
+                        "rename"
                     ]
                 }
             }
@@ -3221,6 +3725,7 @@ const docTemplate = `{
                         "stopping",
                         "starting",
                         "resizing",
+                        "rebuilding",
                         "deleting",
                         "deleted",
                         "error"
@@ -3276,6 +3781,16 @@ const docTemplate = `{
                     "items": {
                         "$ref": "#/definitions/Size"
                     }
+                }
+            }
+        },
+        "UpdateServerRequest": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "description": "1-63 letters, digits, dots or hyphens, starting and ending with a letter or digit; unique among your servers",
+                    "type": "string",
+                    "example": "web-2"
                 }
             }
         }

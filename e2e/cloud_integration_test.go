@@ -22,7 +22,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 
 	"github.com/cloudservers/cloudservers"
-	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 )
 
@@ -51,7 +50,7 @@ func needsSimulator(t *testing.T, why string) {
 // connectReal connects to the real cloud of the environment. Each call
 // authenticates anew, so every system (and the test's own inspector) has
 // its own provider client and HTTP transport.
-func connectReal(t *testing.T) activities.Clients {
+func connectReal(t *testing.T) openstack.Clients {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -95,7 +94,7 @@ type servicePrefix struct{ base, template string }
 
 // recordCalls installs a recorder on the clients' provider (shared by the
 // three service clients).
-func recordCalls(clients activities.Clients) *callRecorder {
+func recordCalls(clients openstack.Clients) *callRecorder {
 	r := &callRecorder{services: []servicePrefix{
 		{clients.Compute.Endpoint, "/compute/v2.1/"},
 		{clients.Network.Endpoint, "/network/"},

@@ -60,7 +60,7 @@ type system struct {
 	calls *callRecorder
 	// inspect are OpenStack clients of the test's own, to look at what the
 	// system did without appearing in calls.
-	inspect activities.Clients
+	inspect openstack.Clients
 	catalog cloudservers.Catalog
 }
 
@@ -117,7 +117,7 @@ func startSystem(t *testing.T, opt options) *system {
 	if opt.catalog != nil {
 		s.catalog = *opt.catalog
 	}
-	var clients activities.Clients
+	var clients openstack.Clients
 	// A real OpenStack publishes to the stock topics.
 	notifs := itest.Notifications{Versioned: "versioned_notifications", Legacy: "notifications", Ceilometer: "ceilometer.event.sample"}
 	if realCloud() {
@@ -143,7 +143,7 @@ func startSystem(t *testing.T, opt options) *system {
 		s.sim = openstacksim.New(simCfg)
 		simSrv := httptest.NewServer(s.sim.Handler())
 		t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
-		connect := func() activities.Clients {
+		connect := func() openstack.Clients {
 			c, err := openstack.ConnectWith(ctx, gophercloud.AuthOptions{
 				IdentityEndpoint: simSrv.URL + "/identity/v3", Username: "admin", Password: "secret",
 				TenantName: "admin", DomainName: "Default",

@@ -26,6 +26,7 @@ import (
 var kitTimes = openstacksim.Config{
 	BootTime: 2500 * time.Millisecond, RebootTime: time.Second, StopTime: time.Second, StartTime: time.Second,
 	ResizeTime: 2 * time.Second, ConfirmTime: time.Second, RevertTime: time.Second, DeleteTime: time.Second,
+	RebuildTime: 2 * time.Second,
 }
 
 // opTimeout bounds one operation of the lifecycle: a first boot on a real
@@ -35,7 +36,7 @@ const opTimeout = 3 * time.Minute
 // TestFullLifecycle drives one server through every operation the API
 // offers, on the simulator and on a real OpenStack alike: create (port,
 // server, instance.create.end from Kafka, floating IP), soft reboot, hard
-// reboot, power off, power on, resize to s-1vcpu-128mb with its confirm,
+// reboot, power off, power on, resize to s-1vcpu-128mb with its confirm, rebuild from tiny (same instance and port), rename (Nova not asked),
 // delete. After each, the operation succeeded, the server's status, size
 // and addresses are right in the API and in OpenStack, the saga got its
 // notification (no status read of the server was ever made), and at the
@@ -107,6 +108,20 @@ func TestFullLifecycle(t *testing.T) {
 	}
 	if after := s.checkNova(t, srv, "ACTIVE", "m1.small"); after.InstanceID != nova.InstanceID || after.PortID != nova.PortID {
 		t.Fatalf("resize replaced the instance or port: before %+v, after %+v", nova, after)
+	}
+
+	srv = run("rebuild", "POST", "/v1/servers/"+id+"/actions", map[string]string{"type": "rebuild", "image": "tiny"}, "active")
+	assertEnded(t, traces[len(traces)-1], "instance.rebuild.end")
+	if after := s.checkNova(t, srv, "ACTIVE", "m1.small"); after.InstanceID != nova.InstanceID || after.PortID != nova.PortID {
+		t.Fatalf("rebuild replaced the instance or port: before %+v, after %+v", nova, after)
+	}
+
+	srv = run("rename", "PATCH", "/v1/servers/"+id, map[string]string{"name": "life-renamed"}, "active")
+	if srv.Name != "life-renamed" {
+		t.Fatalf("server after rename: name %q", srv.Name)
+	}
+	if after := s.checkNova(t, srv, "ACTIVE", "m1.small"); after.InstanceID != nova.InstanceID {
+		t.Fatalf("rename replaced the instance: before %+v, after %+v", nova, after)
 	}
 
 	run("delete", "DELETE", "/v1/servers/"+id, nil, "deleted")

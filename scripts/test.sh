@@ -13,6 +13,9 @@ step "the checked-in OpenAPI spec matches the code (make docs)"
 scripts/docs-check.sh
 scripts/openapi-validate.sh
 
+step "the Dockerfile passes hadolint (the compose file and the build stage: go test ./docker/)"
+scripts/docker-lint.sh
+
 step "unit and integration tests (-race) against a real stack"
 scripts/test-stack.sh go test -race -tags integration -count=1 -timeout 40m ./...
 

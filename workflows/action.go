@@ -3,7 +3,6 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
@@ -18,8 +17,11 @@ type novaAction struct {
 	success  []string
 	failure  []string
 	status   string // Nova status that means done, for reconciliation
-	after    cloudservers.ServerStatus
 }
+
+// WaitStep is the name of the step that waits for the notification of the
+// Nova action an activity asked for: WaitForRebootNovaServer.
+func WaitStep(activity string) string { return "WaitFor" + activity }
 
 func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res OperationResult, err error) {
 	ctx = WithActivityOptions(ctx)
@@ -34,7 +36,7 @@ func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res
 	if err != nil {
 		return res, err
 	}
-	if _, err = Step(saga, "WaitFor"+act.step, func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, WaitStep(act.step), func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What:      act.what + " of Nova server " + srv.NovaInstanceID,
 			Action:    nova,
@@ -45,6 +47,5 @@ func runNovaAction(ctx workflow.Context, in OperationInput, act novaAction) (res
 	}, "", nil); err != nil {
 		return res, err
 	}
-	srv.Status = act.after
 	return OperationResult{Server: srv}, nil
 }

@@ -42,6 +42,10 @@ var (
 	AttrNovaInstanceID = temporal.NewSearchAttributeKeyKeyword("NovaInstanceId")
 )
 
+// SearchAttributes lists the search attribute keys above
+// (TestDevStackRegistersEverySearchAttribute holds devstack's list to it).
+var SearchAttributes = []temporal.SearchAttributeKeyKeyword{AttrCustomerID, AttrServerID, AttrOperationID, AttrOperation, AttrNovaInstanceID}
+
 // ServerWorkflowID is the ID of a server's lifecycle workflow.
 func ServerWorkflowID(serverID string) string { return "server/" + serverID }
 
@@ -102,6 +106,10 @@ type StepFailure struct {
 	// non-empty list means something may have leaked and the reaper or
 	// support must look.
 	CompensationErrors []string `json:"compensation_errors,omitempty"`
+	// InstanceError says the step failed because Nova put the instance in
+	// ERROR: the lifecycle then gives the server the operation's
+	// InstanceError status (cloudservers.OperationDef).
+	InstanceError bool `json:"instance_error,omitempty"`
 }
 
 // ErrStepFailed is the ApplicationError type of a saga's failure; its

@@ -1,8 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -11,22 +9,9 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 )
 
-func validateCreate(params json.RawMessage, catalog cloudservers.Catalog) error {
-	var p cloudservers.CreateParams
-	if err := decodeParams(params, &p); err != nil {
-		return err
-	}
-	if _, ok := catalog.Size(p.Size); !ok {
-		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
-	}
-	if _, ok := catalog.Image(p.Image); !ok {
-		return &ParamError{Field: "image", Problem: fmt.Sprintf("unknown image %q (see GET /v1/images)", p.Image)}
-	}
-	if _, ok := catalog.Region(p.Region); !ok {
-		return &ParamError{Field: "region", Problem: fmt.Sprintf("unknown region %q (see GET /v1/regions)", p.Region)}
-	}
-	return nil
-}
+// StepWaitForNovaBuild is the create saga's wait for the build (named before
+// WaitStep; support knows it by this name).
+const StepWaitForNovaBuild = "WaitForNovaBuild"
 
 // CreateServerWorkflow provisions a server:
 //
@@ -81,7 +66,7 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	srv.NovaInstanceID = nova.InstanceID
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrNovaInstanceID.ValueSet(nova.InstanceID))
 
-	if _, err = Step(saga, "WaitForNovaBuild", func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, StepWaitForNovaBuild, func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What:    "build of Nova server " + nova.InstanceID,
 			Action:  nova,
@@ -115,7 +100,6 @@ func CreateServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	}
 
 	srv.FloatingIPID, srv.PublicIPv4 = fip.ID, fip.Address
-	srv.Status = cloudservers.StatusActive
 	return OperationResult{Server: srv}, nil
 }
 

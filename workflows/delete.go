@@ -3,7 +3,6 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
@@ -55,7 +54,6 @@ func DeleteServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 			return res, err
 		}
 	}
-	srv.Status = cloudservers.StatusDeleted
 	srv.PublicIPv4, srv.FloatingIPID = "", ""
 	srv.PrivateIPv4, srv.PortID = "", ""
 	return OperationResult{Server: srv}, nil

@@ -74,17 +74,17 @@ var (
 		Workflow: workflows.CreateServerWorkflow,
 		Input:    input(request("op-create", cloudservers.OpCreate, createParams), newServer()),
 		Steps: []sagatest.Step{
-			{Name: "CreatePort", Activity: "CreatePort", Undo: "DeletePort"},
-			{Name: "CreateNovaServer", Activity: "CreateNovaServer", Undo: "DeleteNovaServer"},
-			{Name: "WaitForNovaBuild", Waits: "CreateNovaServer", Failures: []sagatest.Failure{
+			{Activity: "CreatePort", Undo: "DeletePort"},
+			{Activity: "CreateNovaServer", Undo: "DeleteNovaServer"},
+			{Name: workflows.StepWaitForNovaBuild, Waits: "CreateNovaServer", Failures: []sagatest.Failure{
 				sagatest.BuildFailure("CreateNovaServer", "PortBindingFailed: Binding failed for port "+sagatest.PortID(serverID)),
 				sagatest.EventFailure("CreateNovaServer", "compute_task.build_instances.error", "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance "+sagatest.InstanceID(serverID)+"."),
 				sagatest.ErrorStateFailure("CreateNovaServer", "PortBindingFailed: Binding failed for port "+sagatest.PortID(serverID)),
 				sagatest.LostFailure("CreateNovaServer", activities.NovaServer{Status: "BUILD", TaskState: "spawning"}),
 				sagatest.LostFailure("CreateNovaServer", activities.NovaServer{Status: "ERROR", Fault: "No valid host was found."}),
 			}},
-			{Name: "AllocateFloatingIP", Activity: "AllocateFloatingIP", Undo: "ReleaseFloatingIP"},
-			{Name: "AssociateFloatingIP", Activity: "AssociateFloatingIP", Undo: "DisassociateFloatingIP"},
+			{Activity: "AllocateFloatingIP", Undo: "ReleaseFloatingIP"},
+			{Activity: "AssociateFloatingIP", Undo: "DisassociateFloatingIP"},
 		},
 	}
 
@@ -92,14 +92,14 @@ var (
 		Workflow: workflows.DeleteServerWorkflow,
 		Input:    input(request("op-delete", cloudservers.OpDelete, nil), activeServer()),
 		Steps: []sagatest.Step{
-			{Name: "DisassociateFloatingIP", Activity: "DisassociateFloatingIP"},
-			{Name: "ReleaseFloatingIP", Activity: "ReleaseFloatingIP"},
-			{Name: "DeleteNovaServer", Activity: "DeleteNovaServer", Waits: "DeleteNovaServer", Failures: []sagatest.Failure{
+			{Activity: "DisassociateFloatingIP"},
+			{Activity: "ReleaseFloatingIP"},
+			{Activity: "DeleteNovaServer", Waits: "DeleteNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("DeleteNovaServer", "instance.delete.error", "Failed to terminate instance: libvirt error"),
 				sagatest.ErrorStateFailure("DeleteNovaServer", "Failed to terminate instance"),
 				sagatest.LostFailure("DeleteNovaServer", activities.NovaServer{Status: "ACTIVE", TaskState: "deleting"}),
 			}},
-			{Name: "DeletePort", Activity: "DeletePort"},
+			{Activity: "DeletePort"},
 		},
 	}
 )
@@ -109,8 +109,8 @@ func rebootSaga(kind string) sagatest.Saga {
 		Workflow: workflows.RebootServerWorkflow,
 		Input:    input(request("op-reboot-"+kind, cloudservers.OpReboot, cloudservers.RebootParams{Type: kind}), activeServer()),
 		Steps: []sagatest.Step{
-			{Name: "RebootNovaServer", Activity: "RebootNovaServer"},
-			{Name: "WaitForRebootNovaServer", Waits: "RebootNovaServer", Failures: []sagatest.Failure{
+			{Activity: "RebootNovaServer"},
+			{Waits: "RebootNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("RebootNovaServer", "instance.reboot.error", "Cannot reboot instance: libvirt error"),
 				sagatest.ErrorStateFailure("RebootNovaServer", "reboot failed"),
 				sagatest.LostFailure("RebootNovaServer", activities.NovaServer{Status: "REBOOT", TaskState: "rebooting"}),
@@ -125,8 +125,8 @@ var (
 		Workflow: workflows.PowerOffServerWorkflow,
 		Input:    input(request("op-off", cloudservers.OpPowerOff, nil), activeServer()),
 		Steps: []sagatest.Step{
-			{Name: "StopNovaServer", Activity: "StopNovaServer"},
-			{Name: "WaitForStopNovaServer", Waits: "StopNovaServer", Failures: []sagatest.Failure{
+			{Activity: "StopNovaServer"},
+			{Waits: "StopNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("StopNovaServer", "instance.power_off.error", "Instance failed to shutdown"),
 				sagatest.ErrorStateFailure("StopNovaServer", "Instance failed to shutdown"),
 				sagatest.LostFailure("StopNovaServer", activities.NovaServer{Status: "ACTIVE", TaskState: "powering-off"}),
@@ -138,8 +138,8 @@ var (
 		Workflow: workflows.PowerOnServerWorkflow,
 		Input:    input(request("op-on", cloudservers.OpPowerOn, nil), offServer()),
 		Steps: []sagatest.Step{
-			{Name: "StartNovaServer", Activity: "StartNovaServer"},
-			{Name: "WaitForStartNovaServer", Waits: "StartNovaServer", Failures: []sagatest.Failure{
+			{Activity: "StartNovaServer"},
+			{Waits: "StartNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("StartNovaServer", "instance.power_on.error", "Instance failed to start"),
 				sagatest.ErrorStateFailure("StartNovaServer", "Instance failed to start"),
 				sagatest.LostFailure("StartNovaServer", activities.NovaServer{Status: "SHUTOFF", TaskState: "powering-on"}),
@@ -153,8 +153,8 @@ func resizeSaga(srv cloudservers.Server) sagatest.Saga {
 		Workflow: workflows.ResizeServerWorkflow,
 		Input:    input(request("op-resize", cloudservers.OpResize, cloudservers.ResizeParams{Size: "s-1vcpu-128mb"}), srv),
 		Steps: []sagatest.Step{
-			{Name: "ResizeNovaServer", Activity: "ResizeNovaServer", Undo: "RevertResize"},
-			{Name: "WaitForNovaResize", Waits: "ResizeNovaServer", Failures: []sagatest.Failure{
+			{Activity: "ResizeNovaServer", Undo: "RevertResize"},
+			{Name: workflows.StepWaitForNovaResize, Waits: "ResizeNovaServer", Failures: []sagatest.Failure{
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize.error", "No valid host was found."),
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize_prep.error", "No valid host was found."),
 				sagatest.EventFailure("ResizeNovaServer", "instance.resize_finish.error", "disk resize failed"),
@@ -162,7 +162,7 @@ func resizeSaga(srv cloudservers.Server) sagatest.Saga {
 				sagatest.ErrorStateFailure("ResizeNovaServer", "disk resize failed"),
 				sagatest.LostFailure("ResizeNovaServer", activities.NovaServer{Status: "RESIZE", TaskState: "resize_migrating"}),
 			}},
-			{Name: "ConfirmResize", Activity: "ConfirmResize", Waits: "ConfirmResize", Failures: []sagatest.Failure{
+			{Activity: "ConfirmResize", Waits: "ConfirmResize", Failures: []sagatest.Failure{
 				sagatest.EventFailure("ConfirmResize", "instance.resize_confirm.error", "confirm failed"),
 				sagatest.LostFailure("ConfirmResize", activities.NovaServer{Status: "VERIFY_RESIZE", TaskState: ""}),
 			}},

@@ -68,7 +68,7 @@ type lifecycle struct {
 
 type runningOp struct {
 	req    cloudservers.Request
-	def    SagaDef
+	def    cloudservers.OperationDef
 	op     cloudservers.Operation
 	before cloudservers.ServerStatus
 	future workflow.ChildWorkflowFuture
@@ -155,16 +155,18 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 		ID: req.OperationID, ServerID: req.ServerID, CustomerID: req.CustomerID, Type: req.Operation,
 		Status: cloudservers.OperationRunning, CreatedAt: req.RequestedAt, UpdatedAt: now,
 	}
-	def, ok := Lookup(req.Operation)
-	if !ok {
+	def, known := cloudservers.LookupOperation(req.Operation)
+	saga, ok := Lookup(req.Operation)
+	if !ok || !known {
 		l.reject(ctx, op, fmt.Sprintf("unknown operation %q", req.Operation))
 		return
 	}
+	newServer := len(def.From) == 0 // create: the only operation that starts from no server
 	switch {
-	case req.Operation == cloudservers.OpCreate && l.server != nil:
+	case newServer && l.server != nil:
 		l.reject(ctx, op, "server "+req.ServerID+" already exists")
 		return
-	case req.Operation == cloudservers.OpCreate:
+	case newServer:
 		var p cloudservers.CreateParams
 		if err := decodeParams(req.Params, &p); err != nil {
 			l.reject(ctx, op, err.Error())
@@ -208,7 +210,10 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 	// level.
 	direct := changed(ctx, "direct-notifications")
 	next := *l.server
-	next.Status, next.OperationID, next.Error = def.Running, op.ID, ""
+	next.OperationID, next.Error = op.ID, ""
+	if def.Running != "" {
+		next.Status = def.Running
+	}
 	if direct {
 		next.Version++
 		next.UpdatedAt = now
@@ -217,12 +222,12 @@ func (l *lifecycle) start(ctx workflow.Context, req cloudservers.Request) {
 		in.Level = CodeLevel
 		in.Started = &activities.State{Server: &srv, Operation: &o}
 	}
-	f := workflow.ExecuteChildWorkflow(cctx, def.Workflow, in)
+	f := workflow.ExecuteChildWorkflow(cctx, saga.Workflow, in)
 	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		// op/<id> ran before: a duplicate older than our memory (or than
 		// this run). It has had its effect and published its result.
 		workflow.GetLogger(ctx).Info("operation not started", "operation", op.ID, "error", err)
-		if req.Operation == cloudservers.OpCreate {
+		if newServer {
 			l.server = nil
 		}
 		return
@@ -257,19 +262,16 @@ func (l *lifecycle) finish(ctx workflow.Context, f workflow.Future) {
 		s := res.Server
 		s.Version, s.OperationID, s.Error = l.server.Version, "", ""
 		s.CreatedAt = l.server.CreatedAt
+		s.Status = cur.def.SucceededStatus(cur.before)
 		l.server = &s
 		op.Status = cloudservers.OperationSucceeded
 	} else {
+		f := failureOf(err)
 		op.Status = cloudservers.OperationFailed
-		op.Error, op.FailedStep = failureOf(err)
+		op.Error, op.FailedStep = f.Message, f.Step
 		l.server.OperationID = ""
 		l.server.Error = op.Error
-		switch cur.req.Operation {
-		case cloudservers.OpCreate, cloudservers.OpDelete:
-			l.server.Status = cloudservers.StatusError
-		default:
-			l.server.Status = cur.before
-		}
+		l.server.Status = cur.def.FailedStatus(cur.before, f.InstanceError)
 	}
 	if !changed(ctx, "direct-notifications") {
 		if l.server.NovaInstanceID != "" {
@@ -311,21 +313,21 @@ func publishState(ctx workflow.Context, st activities.State) error {
 	return workflow.ExecuteLocalActivity(lctx, a.PublishState, st).Get(ctx, nil)
 }
 
-// failureOf extracts the customer-facing message and the failed step from a
-// saga's error.
-func failureOf(err error) (message, step string) {
+// failureOf extracts the customer-facing message, the failed step and
+// whether the instance is in ERROR from a saga's error.
+func failureOf(err error) StepFailure {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.Type() == ErrStepFailed {
 		var f StepFailure
 		if app.HasDetails() && app.Details(&f) == nil {
-			return f.Message, f.Step
+			return f
 		}
-		return app.Message(), ""
+		return StepFailure{Message: app.Message()}
 	}
 	if temporal.IsCanceledError(err) {
-		return "operation cancelled", ""
+		return StepFailure{Message: "operation cancelled"}
 	}
-	return rootMessage(err), ""
+	return StepFailure{Message: rootMessage(err)}
 }
 
 func (l *lifecycle) publishServer(ctx workflow.Context) {

@@ -285,6 +285,30 @@ func TestLifecyclePublishesState(t *testing.T) {
 		assert.Greater(t, ops[1].Version, ops[0].Version)
 	})
 
+	// The status while an operation runs and after it succeeded come from
+	// cloudservers.Operations, not from the saga's result.
+	resizeReq := request("op-resize", cloudservers.OpResize, cloudservers.ResizeParams{Size: "s-1vcpu-128mb"})
+	for _, tc := range []struct {
+		name string
+		req  cloudservers.Request
+		srv  cloudservers.Server
+		want []cloudservers.ServerStatus
+	}{
+		{"reboot", rebootReq, activeServer(), []cloudservers.ServerStatus{cloudservers.StatusRebooting, cloudservers.StatusActive}},
+		{"power off", powerOffReq, activeServer(), []cloudservers.ServerStatus{cloudservers.StatusStopping, cloudservers.StatusOff}},
+		{"power on", request("op-on", cloudservers.OpPowerOn, nil), offServer(), []cloudservers.ServerStatus{cloudservers.StatusStarting, cloudservers.StatusActive}},
+		{"resize of an active server", resizeReq, activeServer(), []cloudservers.ServerStatus{cloudservers.StatusResizing, cloudservers.StatusActive}},
+		{"resize of a server that is off", resizeReq, offServer(), []cloudservers.ServerStatus{cloudservers.StatusResizing, cloudservers.StatusOff}},
+		{"rename of a server that is off", request("op-rename", cloudservers.OpRename, cloudservers.RenameParams{Name: "web-2"}), offServer(), []cloudservers.ServerStatus{cloudservers.StatusOff, cloudservers.StatusOff}},
+	} {
+		t.Run(tc.name+": the statuses of the operations table", func(t *testing.T) {
+			r := newLifecycle(t)
+			r.signalAt(0, tc.req)
+			stillWaiting(t, r.run(t, withServer(tc.srv)))
+			assert.Equal(t, tc.want, r.serverStatuses())
+		})
+	}
+
 	t.Run("a failed create: error, with the failed step", func(t *testing.T) {
 		r := newLifecycle(t)
 		r.cloud.Fail("AllocateFloatingIP", sagatest.NonRetryable("quota exceeded for floating IPs"))
@@ -302,19 +326,44 @@ func TestLifecyclePublishesState(t *testing.T) {
 		assert.Equal(t, []string{"CreatePort", "CreateNovaServer", "AllocateFloatingIP", "DeleteNovaServer", "DeletePort"}, r.cloud.OpenStackCalls())
 	})
 
-	t.Run("a failed reboot: the server is back to active, the operation failed", func(t *testing.T) {
+	// The failure status comes from cloudservers.Operations (InstanceError
+	// when the instance is in ERROR), not from a case in the lifecycle.
+	leftActive := sagatest.ErrorEvent("instance.reboot.error", "libvirt error")
+	leftActive.Event.State = "active" // Nova left the instance as it was
+	for _, tc := range []struct {
+		name string
+		emit sagatest.Emit
+		want cloudservers.ServerStatus
+		msg  string
+	}{
+		{"a failed reboot: the server is back to active, the operation failed", leftActive, cloudservers.StatusActive, "Nova reported instance.reboot.error: libvirt error"},
+		{"a reboot whose error event says ERROR: the server is error, with the reason", sagatest.ErrorEvent("instance.reboot.error", "libvirt error"), cloudservers.StatusError, "libvirt error"},
+		{"a reboot ended by an instance.update to error: the server is error", sagatest.Update("error", ""), cloudservers.StatusError, "Nova put the instance in ERROR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLifecycle(t)
+			r.cloud.Notify("RebootNovaServer", tc.emit)
+			r.signalAt(0, rebootReq)
+			stillWaiting(t, r.run(t, withServer(activeServer())))
+
+			assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, tc.want}, r.serverStatuses())
+			ops := r.cloud.PublishedOperations()
+			require.Len(t, ops, 2)
+			assert.Equal(t, cloudservers.OperationFailed, ops[1].Status)
+			assert.Equal(t, "WaitForRebootNovaServer", ops[1].FailedStep)
+			assert.Contains(t, ops[1].Error, tc.msg)
+			assert.Equal(t, ops[1].Error, r.cloud.PublishedServers()[1].Error)
+		})
+	}
+	t.Run("a reboot whose reconciliation read finds the instance in ERROR: the server is error", func(t *testing.T) {
 		r := newLifecycle(t)
-		r.cloud.Notify("RebootNovaServer", sagatest.ErrorEvent("instance.reboot.error", "libvirt error"))
+		r.cloud.Notify("RebootNovaServer") // nothing comes
+		r.cloud.AnswerGet(activities.NovaServer{Status: "ERROR", Fault: "host lost"}, true)
 		r.signalAt(0, rebootReq)
 		stillWaiting(t, r.run(t, withServer(activeServer())))
 
-		assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, cloudservers.StatusActive}, r.serverStatuses())
-		ops := r.cloud.PublishedOperations()
-		require.Len(t, ops, 2)
-		assert.Equal(t, cloudservers.OperationFailed, ops[1].Status)
-		assert.Equal(t, "WaitForRebootNovaServer", ops[1].FailedStep)
-		assert.Contains(t, ops[1].Error, "Nova reported instance.reboot.error: libvirt error")
-		assert.Equal(t, ops[1].Error, r.cloud.PublishedServers()[1].Error)
+		assert.Equal(t, []cloudservers.ServerStatus{cloudservers.StatusRebooting, cloudservers.StatusError}, r.serverStatuses())
+		assert.Contains(t, r.cloud.PublishedServers()[1].Error, "instance in ERROR: host lost")
 	})
 	// Support cancelling op/<id> is recorded against a real server (see
 	// testdata/README.md): the test environment completes a cancelled child
@@ -335,7 +384,7 @@ func TestLifecycleRejectsWithoutCallingOpenStack(t *testing.T) {
 		{"reboot while off", ptr(offServer()), rebootReq, "cannot reboot a server that is off"},
 		{"create of an existing server", ptr(activeServer()), createReq, "server srv-1 already exists"},
 		{"reboot of a server never created", nil, rebootReq, "server srv-1 not found"},
-		{"an unknown operation", ptr(activeServer()), request("op-x", "rebuild", nil), `unknown operation "rebuild"`},
+		{"an unknown operation", ptr(activeServer()), request("op-x", "migrate", nil), `unknown operation "migrate"`},
 		{"create with invalid parameters", nil, bad, "invalid parameters"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
@@ -15,6 +14,6 @@ func PowerOffServerWorkflow(ctx workflow.Context, in OperationInput) (OperationR
 		step: "StopNovaServer", activity: a.StopNovaServer, arg: in.Server.NovaInstanceID,
 		what:    "power off",
 		success: []string{"instance.power_off.end"}, failure: []string{"instance.power_off.error"},
-		status: "SHUTOFF", after: cloudservers.StatusOff,
+		status: "SHUTOFF",
 	})
 }

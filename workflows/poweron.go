@@ -3,7 +3,6 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
@@ -15,6 +14,6 @@ func PowerOnServerWorkflow(ctx workflow.Context, in OperationInput) (OperationRe
 		step: "StartNovaServer", activity: a.StartNovaServer, arg: in.Server.NovaInstanceID,
 		what:    "power on",
 		success: []string{"instance.power_on.end"}, failure: []string{"instance.power_on.error"},
-		status: "ACTIVE", after: cloudservers.StatusActive,
+		status: "ACTIVE",
 	})
 }

@@ -1,25 +1,11 @@
 package workflows
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
-
-func validateReboot(params json.RawMessage, _ cloudservers.Catalog) error {
-	var p cloudservers.RebootParams
-	if err := decodeParams(params, &p); err != nil {
-		return err
-	}
-	if p.Type != "" && p.Type != "soft" && p.Type != "hard" {
-		return &ParamError{Field: "reboot_type", Problem: fmt.Sprintf("reboot_type must be soft or hard, not %q", p.Type)}
-	}
-	return nil
-}
 
 // RebootServerWorkflow reboots a server (soft or hard): RebootNovaServer,
 // then wait for instance.reboot.end.
@@ -37,6 +23,6 @@ func RebootServerWorkflow(ctx workflow.Context, in OperationInput) (OperationRes
 		arg:     activities.RebootInput{InstanceID: in.Server.NovaInstanceID, Type: p.Type},
 		what:    p.Type + " reboot",
 		success: []string{"instance.reboot.end"}, failure: []string{"instance.reboot.error"},
-		status: "ACTIVE", after: cloudservers.StatusActive,
+		status: "ACTIVE",
 	})
 }

@@ -202,6 +202,13 @@ func sagaScenarios() []sagaScenario {
 				c.Notify("ResizeNovaServer", sagatest.ErrorEvent("instance.resize.error", "No valid host was found."))
 			},
 			wantStep: "WaitForNovaResize", wantUndone: []string{"RevertResize"}},
+		{name: "rebuild", saga: rebuildSaga, wantCalls: []string{"RebuildNovaServer"}},
+		{name: "rename", saga: renameSaga}, // no OpenStack call (TestRenameSaga)
+		{name: "rebuild-error", saga: rebuildSaga,
+			prepare: func(c *sagatest.Cloud) {
+				c.Notify("RebuildNovaServer", sagatest.Update("rebuilding", "rebuild_spawning"), sagatest.ErrorEvent("instance.rebuild.error", "Virtual Interface creation failed"))
+			},
+			wantStep: workflows.WaitStep("RebuildNovaServer"), wantUndone: nil},
 	}
 }
 

@@ -1,25 +1,15 @@
 package workflows
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/activities"
 )
 
-func validateResize(params json.RawMessage, catalog cloudservers.Catalog) error {
-	var p cloudservers.ResizeParams
-	if err := decodeParams(params, &p); err != nil {
-		return err
-	}
-	if _, ok := catalog.Size(p.Size); !ok {
-		return &ParamError{Field: "size", Problem: fmt.Sprintf("unknown size %q (see GET /v1/sizes)", p.Size)}
-	}
-	return nil
-}
+// StepWaitForNovaResize is the resize saga's wait for the resize (named
+// before WaitStep; support knows it by this name).
+const StepWaitForNovaResize = "WaitForNovaResize"
 
 // ResizeServerWorkflow changes a server's size:
 //
@@ -58,7 +48,7 @@ func ResizeServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	if err != nil {
 		return res, err
 	}
-	if _, err = Step(saga, "WaitForNovaResize", func(ctx workflow.Context) (struct{}, error) {
+	if _, err = Step(saga, StepWaitForNovaResize, func(ctx workflow.Context) (struct{}, error) {
 		return struct{}{}, Await(ctx, Expectation{
 			What: "resize of Nova server " + id, Action: resize,
 			Success:   []string{"instance.resize_finish.end"},
@@ -81,11 +71,7 @@ func ResizeServerWorkflow(ctx workflow.Context, in OperationInput) (res Operatio
 	}, "", nil); err != nil {
 		return res, err
 	}
-	srv.Size = p.Size
-	srv.Status = in.Server.Status // a resized server comes back as it was: on, or off
-	if srv.Status != cloudservers.StatusOff {
-		srv.Status = cloudservers.StatusActive
-	}
+	srv.Size = p.Size // a resized server comes back as it was: on, or off (cloudservers.Operations)
 	return OperationResult{Server: srv}, nil
 }
 

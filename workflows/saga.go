@@ -66,6 +66,8 @@ func (s *Saga) Finish(errp *error) {
 	}
 	cause := *errp
 	failure := StepFailure{Operation: s.what, Step: s.current, Message: rootMessage(cause)}
+	var inError instanceInError
+	failure.InstanceError = errors.As(cause, &inError)
 	errs := []error{cause}
 	outcome := "failed"
 	if temporal.IsCanceledError(cause) {

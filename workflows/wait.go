@@ -149,6 +149,7 @@ func Await(ctx workflow.Context, exp Expectation, timeout time.Duration) error {
 // instance.create.error: PortBindingFailed: ... (then
 // compute_task.build_instances.error: MaxRetriesExceeded: ...)".
 func (exp Expectation) failure(ev notification.Event, provisional *notification.Event) error {
+	inError := ev.EventType == "instance.update" || ev.State == "error"
 	describe := func(e notification.Event) string {
 		if e.EventType == "instance.update" {
 			return "Nova put the instance in ERROR: " + faultOf(e)
@@ -156,13 +157,27 @@ func (exp Expectation) failure(ev notification.Event, provisional *notification.
 		return "Nova reported " + e.EventType + ": " + faultOf(e)
 	}
 	if provisional == nil {
-		return fmt.Errorf("%s: %s", exp.What, describe(ev))
+		return markInError(inError, fmt.Errorf("%s: %s", exp.What, describe(ev)))
 	}
 	msg := fmt.Sprintf("%s: %s", exp.What, describe(*provisional))
 	if ev.EventType != "instance.update" && ev.Fault != "" && ev.Fault != provisional.Fault {
 		msg += fmt.Sprintf(" (then %s: %s)", ev.EventType, faultOf(ev))
 	}
-	return errors.New(msg)
+	return markInError(inError, errors.New(msg))
+}
+
+// instanceInError marks the failure of a wait that ended with the instance
+// in ERROR (an instance.update to error, a failure event whose state is
+// error, or the reconciliation read).
+type instanceInError struct{ error }
+
+func (e instanceInError) Unwrap() error { return e.error }
+
+func markInError(inError bool, err error) error {
+	if inError {
+		return instanceInError{err}
+	}
+	return err
 }
 
 // errorFaultGrace is how long a failure waits for the event that carries
@@ -223,7 +238,7 @@ func reconcile(ctx workflow.Context, exp Expectation, timeout time.Duration, lat
 		return temporal.NewApplicationErrorWithCause(fmt.Sprintf("%s: no notification within %s, and the reconciliation read failed: %s", exp.What, timeout, rootMessage(err)), "ReconciliationFailed", err)
 	}
 	if err := exp.Reconcile(s); err != nil {
-		return fmt.Errorf("%s: no notification within %s; Nova shows status %s task %q: %v", exp.What, timeout, s.Status, s.TaskState, err)
+		return markInError(s.Status == "ERROR", fmt.Errorf("%s: no notification within %s; Nova shows status %s task %q: %v", exp.What, timeout, s.Status, s.TaskState, err))
 	}
 	workflow.GetLogger(ctx).Warn("notification lost; reconciliation read shows the action done", "what", exp.What, "status", s.Status)
 	return nil

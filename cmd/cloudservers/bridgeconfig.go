@@ -89,6 +89,9 @@ func parseBridgeConfig(args []string) (bridgeConfig, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if _, err := cfg.common.load(fs, nil); err != nil {
+		return cfg, err
+	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q (flags come as -name value)", fs.Args())
 	}

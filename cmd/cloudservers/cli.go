@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/internal/apiclient"
 	"github.com/cloudservers/cloudservers/internal/devstack"
@@ -70,15 +71,11 @@ type cliCommand struct {
 }
 
 func cliCommands() map[string]cliCommand {
-	return map[string]cliCommand{
+	cmds := map[string]cliCommand{
 		"create":     {"create -name NAME [-size S] [-image I] [-region R] [-ssh-key KEY] [-wait]", "create a server", cliCreate},
 		"list":       {"list [-status STATUS]", "list servers", cliList},
 		"get":        {"get SERVER", "show a server (by ID or name)", cliGet},
 		"delete":     {"delete SERVER [-wait]", "delete a server", cliDelete},
-		"reboot":     {"reboot SERVER [-hard] [-wait]", "reboot a server (soft unless -hard)", cliAction("reboot")},
-		"power-off":  {"power-off SERVER [-wait]", "power a server off", cliAction("power_off")},
-		"power-on":   {"power-on SERVER [-wait]", "power a server on", cliAction("power_on")},
-		"resize":     {"resize SERVER -size SIZE [-wait]", "resize a server", cliAction("resize")},
 		"operations": {"operations SERVER", "list a server's operations", cliOperations},
 		"wait":       {"wait OPERATION", "follow an operation until it finishes", cliWait},
 		"events":     {"events [-last-event-id ID]", "print the live event stream", cliEvents},
@@ -87,6 +84,29 @@ func cliCommands() map[string]cliCommand {
 		"regions":    {"regions", "list regions", cliCatalog("regions")},
 		"keys":       {"keys list | add -name NAME (-public-key KEY | -file FILE) | get KEY | delete KEY", "manage SSH keys", cliKeys},
 	}
+	// The actions' commands come from the operations table.
+	for _, d := range cloudservers.Operations() {
+		if (d.API == cloudservers.ExposeAction || d.API == cloudservers.ExposeRename) && d.CLI.Name != "" {
+			cmds[d.CLI.Name] = cliCommand{actionUsage(d.CLI), d.CLI.Summary, cliAction(d)}
+		}
+	}
+	return cmds
+}
+
+// actionUsage is the usage line of an action's command.
+func actionUsage(cmd cloudservers.CLICommand) string {
+	usage := cmd.Name + " SERVER"
+	for _, f := range cmd.Flags {
+		switch {
+		case f.Value != "":
+			usage += " [-" + f.Name + "]"
+		case f.Required:
+			usage += " -" + f.Name + " " + strings.ToUpper(f.Param)
+		default:
+			usage += " [-" + f.Name + " " + strings.ToUpper(f.Param) + "]"
+		}
+	}
+	return usage + " [-wait]"
 }
 
 func cliUsage(w io.Writer) {
@@ -451,30 +471,44 @@ func cliDelete(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-// cliAction is the command of an action (reboot, power-off, power-on,
-// resize): POST /v1/servers/{id}/actions with that type.
-func cliAction(typ string) func(ctx context.Context, c *cli, args []string) error {
+// cliAction is the command of an operation of the table that the API
+// exposes on a server: an action (POST /v1/servers/{id}/actions with its
+// type) or a rename (PATCH /v1/servers/{id}), with the parameters its flags
+// set.
+func cliAction(d cloudservers.OperationDef) func(ctx context.Context, c *cli, args []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		fs := c.flags()
-		a := api.ActionRequest{Type: typ}
-		hard := false
-		if typ == "reboot" {
-			fs.BoolVar(&hard, "hard", false, "hard reboot (power cycle)")
+		values := make([]string, len(d.CLI.Flags))
+		set := make([]bool, len(d.CLI.Flags))
+		for i, f := range d.CLI.Flags {
+			if f.Value != "" {
+				fs.BoolVar(&set[i], f.Name, false, f.Usage)
+			} else {
+				fs.StringVar(&values[i], f.Name, "", f.Usage)
+			}
 		}
-		if typ == "resize" {
-			fs.StringVar(&a.Size, "size", "", "the new size (see `servers sizes`)")
+		body := map[string]string{}
+		if d.API == cloudservers.ExposeAction {
+			body["type"] = string(d.Type)
 		}
 		check := func() error {
-			if hard {
-				a.RebootType = "hard"
-			}
-			if typ == "resize" && a.Size == "" {
-				return errors.New("-size is required")
+			for i, f := range d.CLI.Flags {
+				switch {
+				case f.Value != "" && set[i]:
+					body[f.Param] = f.Value
+				case f.Value == "" && values[i] != "":
+					body[f.Param] = values[i]
+				case f.Required:
+					return fmt.Errorf("-%s is required", f.Name)
+				}
 			}
 			return nil
 		}
 		return c.serverOperation(ctx, fs, args, check, func(ctx context.Context, id string) (api.OperationView, error) {
-			return c.client.Act(ctx, id, a, c.idempotencyKey())
+			if d.API == cloudservers.ExposeRename {
+				return c.client.Rename(ctx, id, body, c.idempotencyKey())
+			}
+			return c.client.Act(ctx, id, body, c.idempotencyKey())
 		})
 	}
 }

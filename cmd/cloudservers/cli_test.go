@@ -60,15 +60,6 @@ func (f *fakeCloud) publish(v any) {
 	}
 }
 
-var statuses = map[cloudservers.OperationType][2]cloudservers.ServerStatus{
-	cloudservers.OpCreate:   {cloudservers.StatusCreating, cloudservers.StatusActive},
-	cloudservers.OpDelete:   {cloudservers.StatusDeleting, cloudservers.StatusDeleted},
-	cloudservers.OpReboot:   {cloudservers.StatusRebooting, cloudservers.StatusActive},
-	cloudservers.OpPowerOff: {cloudservers.StatusStopping, cloudservers.StatusOff},
-	cloudservers.OpPowerOn:  {cloudservers.StatusStarting, cloudservers.StatusActive},
-	cloudservers.OpResize:   {cloudservers.StatusResizing, cloudservers.StatusActive},
-}
-
 // lifecycle runs each request: running, then done after a short while.
 func (f *fakeCloud) lifecycle(ctx context.Context, t *testing.T) {
 	var version int64 = 1
@@ -79,8 +70,18 @@ func (f *fakeCloud) lifecycle(ctx context.Context, t *testing.T) {
 		case r := <-f.requests:
 			srv, _ := f.rm.Server(r.ServerID)
 			op, _ := f.rm.Operation(r.OperationID)
-			st := statuses[r.Operation]
-			running, done := st[0], st[1]
+			// The statuses of the operations table, as the lifecycle
+			// applies them.
+			def, _ := cloudservers.LookupOperation(r.Operation)
+			running, done := srv.Status, def.SucceededStatus(srv.Status)
+			if def.Running != "" {
+				running = def.Running
+			}
+			if r.Operation == cloudservers.OpRename {
+				var p cloudservers.RenameParams
+				_ = json.Unmarshal(r.Params, &p)
+				srv.Name = p.Name
+			}
 			time.Sleep(50 * time.Millisecond)
 			version++
 			srv.Status, srv.OperationID, srv.Version = running, op.ID, version
@@ -164,17 +165,19 @@ func TestCLIServerLifecycle(t *testing.T) {
 		{"power-off", sv.ID, "-wait"},
 		{"power-on", "web-1", "-wait"},
 		{"resize", "web-1", "-size", "s-1vcpu-128mb", "-wait"},
+		{"rebuild", "web-1", "-image", "tiny", "-wait"},
+		{"rename", "web-1", "-name", "web-9", "-wait"},
 	} {
 		out, err := cliRun(t, append(conn, args...)...)
 		if err != nil || !strings.Contains(out, "succeeded in") {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	out, err = cliRun(t, append(conn, "operations", "web-1")...)
-	if err != nil || strings.Count(out, "succeeded") != 5 {
+	out, err = cliRun(t, append(conn, "operations", "web-9")...)
+	if err != nil || strings.Count(out, "succeeded") != 7 {
 		t.Fatalf("operations: %v\n%s", err, out)
 	}
-	out, err = cliRun(t, append(conn, "delete", "web-1")...)
+	out, err = cliRun(t, append(conn, "delete", "web-9")...)
 	if err != nil || !strings.Contains(out, "accepted: delete operation") {
 		t.Fatalf("delete: %v\n%s", err, out)
 	}

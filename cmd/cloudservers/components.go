@@ -23,6 +23,7 @@ import (
 	"github.com/cloudservers/cloudservers/activities"
 	"github.com/cloudservers/cloudservers/api"
 	"github.com/cloudservers/cloudservers/bridge"
+	"github.com/cloudservers/cloudservers/internal/config"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/openstack"
 	"github.com/cloudservers/cloudservers/internal/telemetry"
@@ -35,10 +36,11 @@ import (
 // common are the flags every component shares; each defaults to an
 // environment variable so that `dev` can configure its children.
 type common struct {
-	kafka     string
-	temporal  string
-	namespace string
-	zookeeper string
+	configPath string
+	kafka      string
+	temporal   string
+	namespace  string
+	zookeeper  string
 	// logFormat is text or json; otlpEndpoint, when set, receives the
 	// process's spans (OTLP over HTTP).
 	logFormat    string
@@ -46,6 +48,7 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", envOr(config.EnvFile, ""), "the configuration file (YAML; flags and CLOUDSERVERS_* variables override it; docs/cloudservers.example.yaml shows every key) (env "+config.EnvFile+")")
 	fs.StringVar(&c.kafka, "kafka", envOr("CLOUDSERVERS_KAFKA", ""), "Kafka brokers, host:port[,host:port] (env CLOUDSERVERS_KAFKA)")
 	fs.StringVar(&c.temporal, "temporal", envOr("CLOUDSERVERS_TEMPORAL", ""), "Temporal frontend host:port (env CLOUDSERVERS_TEMPORAL)")
 	fs.StringVar(&c.namespace, "namespace", envOr("CLOUDSERVERS_NAMESPACE", "cloudservers"), "Temporal namespace (env CLOUDSERVERS_NAMESPACE)")
@@ -99,6 +102,13 @@ func (c *common) brokers() ([]string, error) {
 	return strings.Split(c.kafka, ","), nil
 }
 
+// setIf sets *dst to *v when the configuration file gave v.
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -135,8 +145,13 @@ func runAPI(ctx context.Context, args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	replica := fs.String("replica", envOr("CLOUDSERVERS_API_REPLICA", envOr("HOSTNAME", "api")),
-		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
+		"replica name: it names the replica's Kafka clients, for the brokers' logs and quotas, and its acknowledgements of the bucket map in ZooKeeper (env CLOUDSERVERS_API_REPLICA, else HOSTNAME)")
+	session := fs.Duration("session-timeout", 4*time.Second, "ZooKeeper session timeout: a replica cut off from ZooKeeper refuses mutations after 2/3 of it, and a bucket move waits at most this long for a replica that died")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	file, err := c.load(fs, nil)
+	if err != nil {
 		return err
 	}
 	if err := kafka.CheckName(*replica); err != nil {
@@ -159,10 +174,15 @@ func runAPI(ctx context.Context, args []string) error {
 		return err
 	}
 	defer kc.Close()
-	parts, err := kc.Partitions(cloudservers.TopicRequests)
-	if err != nil {
-		return fmt.Errorf("partitions of %s (is the topic created?): %w", cloudservers.TopicRequests, err)
+	if c.zookeeper == "" {
+		return errors.New("no ZooKeeper: set -zookeeper host:port[/chroot] or CLOUDSERVERS_ZOOKEEPER (the bucket map, which says where each customer's requests go, lives there)")
 	}
+	zkServers, zkChroot := zkcoord.ParseConnectString(c.zookeeper)
+	coord, err := zkcoord.Connect(ctx, zkcoord.Config{Servers: zkServers, Chroot: zkChroot, SessionTimeout: *session, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer coord.Close()
 	// A mutation is one record on the requests topic (its initial state is
 	// materialized from it), written by one idempotent acks=all producer
 	// shared by all requests: concurrent mutations share its produce
@@ -187,7 +207,16 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	defer kcRead.Close()
 	rm := api.NewReadModel()
-	srv := api.New(api.Config{Catalog: cloudservers.DefaultCatalog(), Partitions: int32(len(parts)), Metrics: api.NewMetrics(reg)}, log, rm, kc, requests, state)
+	// Mutations are routed by the bucket map in ZooKeeper: refused until
+	// it is read, and whenever it cannot be.
+	routes := api.NewBucketRoutes()
+	acfg := api.Config{Catalog: file.CatalogOr(cloudservers.DefaultCatalog()), Buckets: routes, Metrics: api.NewMetrics(reg)}
+	setIf(&acfg.MaxServers, file.Quotas.Servers)
+	setIf(&acfg.MaxVCPUs, file.Quotas.VCPUs)
+	setIf(&acfg.MaxSSHKeys, file.Quotas.SSHKeys)
+	setIf(&acfg.RateLimit, file.RateLimit.PerSecond)
+	setIf(&acfg.RateBurst, file.RateLimit.Burst)
+	srv := api.New(acfg, log, rm, kc, requests, state)
 	// /metrics beside the API, outside its middleware (not an API route).
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
@@ -208,6 +237,13 @@ func runAPI(ctx context.Context, args []string) error {
 		if err := rm.Run(rmCtx, kcRead, log); err != nil {
 			log.Error("read model stopped", "error", err)
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = coord.WatchBucketMap(rmCtx, cloudservers.Buckets, *replica, func(m zkcoord.BucketMap, err error) {
+			routes.Follow(m.Version, m.Buckets, m.FrozenBuckets(), err)
+		})
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -234,6 +270,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	file, err := c.load(fs, nil)
+	if err != nil {
+		return err
+	}
+	catalog := file.CatalogOr(cloudservers.DefaultCatalog())
 	brokers, err := c.brokers()
 	if err != nil {
 		return err
@@ -271,10 +312,16 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	log.Info("worker polling", "task_queue", "cloudservers", "temporal", c.temporal)
-	return worker.Run(ctx, tc, workflows.TaskQueue, activities.New(clients, cloudservers.DefaultCatalog(), producer))
+	acts := activities.New(clients, catalog, producer)
+	// A catalog entry the cloud lacks would fail every order of it: say
+	// which at start-up instead.
+	if err := acts.CheckCatalog(ctx); err != nil {
+		return fmt.Errorf("the catalog does not match the cloud: %w", err)
+	}
+	return worker.Run(ctx, tc, workflows.TaskQueue, acts)
 }
 
-func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients, error) {
+func connectOpenStack(ctx context.Context, log *slog.Logger) (openstack.Clients, error) {
 	backoff := 500 * time.Millisecond
 	for {
 		clients, err := openstack.Connect(ctx)
@@ -284,7 +331,7 @@ func connectOpenStack(ctx context.Context, log *slog.Logger) (activities.Clients
 		log.Warn("OpenStack not reachable; retrying", "error", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return activities.Clients{}, err
+			return openstack.Clients{}, err
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
@@ -491,16 +538,20 @@ func runBridge(ctx context.Context, args []string) error {
 	}
 	switch cfg.mode {
 	case modeZooKeeper:
-		run(func() error {
-			return coord.OwnPartitions(ctx, asg, func(ctx context.Context, lease zkcoord.Lease) error {
-				log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
-				defer log.Info("partition released", "partition", lease.Partition)
-				defer ownership.Acquired("requests")()
-				owned.Store(lease.Partition, lease.Fence)
-				defer owned.Delete(lease.Partition)
-				return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
-			})
-		})
+		own := func(ctx context.Context, lease zkcoord.Lease) error {
+			log.Info("partition owned", "partition", lease.Partition, "fence", lease.Fence)
+			defer log.Info("partition released", "partition", lease.Partition)
+			defer ownership.Acquired("requests")()
+			owned.Store(lease.Partition, lease.Fence)
+			defer owned.Delete(lease.Partition)
+			return requests.ConsumePartition(ctx, lease.Partition, id, lease.Fence)
+		}
+		if len(asg.PartitionsOf(id)) > 0 {
+			run(func() error { return coord.OwnPartitions(ctx, asg, own) })
+		}
+		// Partitions added to the topic later (admin partitions add) are
+		// taken up when their recorded candidates name this process.
+		run(func() error { return coord.OwnRecordedPartitions(ctx, asg.Partitions(), own) })
 	case modeConsumerGroup:
 		run(func() error { return group.Run(ctx) })
 	}
@@ -594,9 +645,12 @@ func runAdmin(ctx context.Context, args []string) error {
 	if len(args) >= 2 && args[0] == "deadletters" && args[1] == "replay" {
 		return runReplay(ctx, args[2:])
 	}
+	if len(args) > 0 && (args[0] == "partitions" || args[0] == "buckets") {
+		return runScale(ctx, args[0], args[1:])
+	}
 	if len(args) < 1 || args[0] != "create-key" {
 		return errors.New("usage: cloudservers admin create-key -customer ID [-name NAME] [-admin] [-json] [-kafka ...]\n" +
-			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]")
+			"       cloudservers admin deadletters replay [-topic SOURCE] [-dry-run] [-json] [-kafka ...]\n" + bucketsUsage)
 	}
 	var c common
 	fs := flag.NewFlagSet("admin create-key", flag.ContinueOnError)
@@ -606,6 +660,9 @@ func runAdmin(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print {customer_id, api_key} as JSON")
 	admin := fs.Bool("admin", false, "an admin key (the /admin/v1 endpoints) instead of a customer's")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if _, err := c.load(fs, nil); err != nil {
 		return err
 	}
 	if *customer == "" {

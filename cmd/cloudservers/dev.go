@@ -103,12 +103,7 @@ func runDev(ctx context.Context, args []string) error {
 
 	g := devstack.NewGroup(os.Stderr)
 	defer g.Stop()
-	env := []string{
-		"CLOUDSERVERS_KAFKA=" + strings.Join(e.Kafka, ","),
-		"CLOUDSERVERS_TEMPORAL=" + e.Temporal,
-		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
-		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
-	}
+	env := appEnv(e)
 	out := DevEndpoints{Endpoints: e, Bridges: map[string]string{}, Metrics: map[string]string{}}
 
 	if *cloud == "sim" {
@@ -143,7 +138,7 @@ func runDev(ctx context.Context, args []string) error {
 	for i, w := range workers {
 		metrics := hostPort(ports[w])
 		if err := g.Start(ctx, devstack.Process{
-			Name: w, Cmd: []string{self, "worker", "-metrics-listen", metrics}, Env: env, LogFile: filepath.Join(logs, w+".log"),
+			Name: w, Cmd: append([]string{self}, workerArgs(metrics)...), Env: env, LogFile: filepath.Join(logs, w+".log"),
 			Ready: workerPolling(tc, i+1),
 		}); err != nil {
 			return err
@@ -159,8 +154,7 @@ func runDev(ctx context.Context, args []string) error {
 	for i, id := range bridges {
 		status := hostPort(ports[id])
 		if err := g.Start(ctx, devstack.Process{
-			Name: id, Cmd: []string{self, "bridge", "-id", id, "-processes", strings.Join(bridges, ","),
-				"-session-timeout", session.String(), "-status-listen", status},
+			Name: id, Cmd: append([]string{self}, bridgeArgs(id, bridges, *session, status)...),
 			Env: env, LogFile: filepath.Join(logs, id+".log"),
 			Ready: devstack.HTTPReady("http://" + status + "/healthz"),
 		}); err != nil {
@@ -179,7 +173,7 @@ func runDev(ctx context.Context, args []string) error {
 		}
 		apiAddr := hostPort(port)
 		if err := g.Start(ctx, devstack.Process{
-			Name: name, Cmd: []string{self, "api", "-listen", apiAddr, "-replica", id}, Env: env,
+			Name: name, Cmd: append([]string{self}, apiArgs(apiAddr, id)...), Env: env,
 			LogFile: filepath.Join(logs, name+".log"), Ready: devstack.HTTPReady("http://" + apiAddr + "/readyz"),
 		}); err != nil {
 			return err
@@ -258,6 +252,31 @@ Ctrl-C stops everything.
 			return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", ex.Name, ex.Err, ex.Tail)
 		}
 	}
+}
+
+// The application's commands (after the binary) and environment: dev runs
+// them, and docker/compose.yaml's services run the same with the HA
+// topology's processes (TestComposeRunsTheHATopology checks).
+func appEnv(e devstack.Endpoints) []string {
+	return []string{
+		"CLOUDSERVERS_KAFKA=" + strings.Join(e.Kafka, ","),
+		"CLOUDSERVERS_TEMPORAL=" + e.Temporal,
+		"CLOUDSERVERS_NAMESPACE=" + e.TemporalNamespace,
+		"CLOUDSERVERS_ZOOKEEPER=" + e.ZooKeeper,
+	}
+}
+
+func workerArgs(metricsListen string) []string {
+	return []string{"worker", "-metrics-listen", metricsListen}
+}
+
+func bridgeArgs(id string, bridges []string, session time.Duration, statusListen string) []string {
+	return []string{"bridge", "-id", id, "-processes", strings.Join(bridges, ","),
+		"-session-timeout", session.String(), "-status-listen", statusListen}
+}
+
+func apiArgs(listen, replica string) []string {
+	return []string{"api", "-listen", listen, "-replica", replica}
 }
 
 func hostPort(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }

@@ -22,15 +22,18 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"stack":  {"run ZooKeeper, Kafka and the Temporal dev server (with its UI) until stopped", runStack},
-		"sim":    {"run the OpenStack simulator", runSim},
-		"api":    {"serve the customer REST API", runAPI},
-		"worker": {"host the Temporal workflows and activities", runWorker},
-		"bridge": {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
-		"admin":  {"administration: create-key", runAdmin},
-		"status": {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
-		"dev":    {"run the whole system on this machine (what make run does)", runDev},
-		"bench":  {"the benchmark report: the system beside raw baselines on the same engines (what make bench does)", runBench},
+		"stack":       {"run ZooKeeper, Kafka and the Temporal dev server (with its UI) until stopped", runStack},
+		"sim":         {"run the OpenStack simulator", runSim},
+		"api":         {"serve the customer REST API", runAPI},
+		"worker":      {"host the Temporal workflows and activities", runWorker},
+		"bridge":      {"own request partitions (ZooKeeper) and run the single-instance services", runBridge},
+		"admin":       {"administration: create-key; partitions add; buckets move, rebalance, status; deadletters replay", runAdmin},
+		"healthcheck": {"GET a health URL (arg or CLOUDSERVERS_HEALTH_URL), fail unless 2xx: the image's HEALTHCHECK", runHealthcheck},
+		"config":      {"config check: validate a configuration file, listing every problem", runConfig},
+		"setup":       {"bootstrap Kafka topics, the Temporal namespace, the ZooKeeper chroot and the first admin key (idempotent; -dry-run shows the plan)", runSetup},
+		"status":      {"who owns each request partition (owner, partners, offsets, lag) and who leads each singleton", runStatus},
+		"dev":         {"run the whole system on this machine (what make run does)", runDev},
+		"bench":       {"the benchmark report: the system beside raw baselines on the same engines (what make bench does)", runBench},
 
 		"servers": {"the customer CLI: create, list, get, delete, reboot, power-off, power-on, resize, keys... (-wait follows an operation)", runServersCLI},
 	}
@@ -68,6 +71,6 @@ func usage(cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, cmds[n].summary)
 	}
 }

@@ -38,6 +38,7 @@ func runSim(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ConfirmTime, "confirm-time", time.Second, "time confirmResize takes")
 	fs.DurationVar(&cfg.RevertTime, "revert-time", 2*time.Second, "time revertResize takes")
 	fs.DurationVar(&cfg.DeleteTime, "delete-time", time.Second, "time from delete to gone")
+	fs.DurationVar(&cfg.RebuildTime, "rebuild-time", 2*time.Second, "time from rebuild to ACTIVE")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", time.Hour, "Keystone token lifetime")
 	fs.IntVar(&cfg.Quotas.Instances, "quota-instances", 10, "Nova instances quota (-1: unlimited)")
 	fs.IntVar(&cfg.Quotas.Cores, "quota-cores", 20, "Nova cores quota (-1: unlimited)")

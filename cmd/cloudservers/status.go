@@ -49,6 +49,10 @@ type statusReport struct {
 	Routes     []partitionReport `json:"routes"`
 	Singletons []singletonReport `json:"singletons"`
 	Members    []memberReport    `json:"group_members,omitempty"`
+	// Buckets is the bucket map: its version, the buckets of each
+	// partition, a move in progress, and each API replica's version in
+	// force (or why it cannot be read).
+	Buckets *bucketReport `json:"bucket_map,omitempty"`
 	// Problems lists what could not be read; the rest is still reported.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -114,6 +118,7 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 	st := statusReport{Time: time.Now().UTC(), Topic: topic, Group: group, RouterGroup: routerGroup, Partitions: []partitionReport{},
 		Routes: []partitionReport{}, Singletons: []singletonReport{}}
 	var problems []error
+	_ = kc.RefreshMetadata(topic) // a long-running bridge sees partitions added since its start
 	parts, err := kc.Partitions(topic)
 	if err != nil {
 		return st, fmt.Errorf("partitions of %s: %w", topic, err)
@@ -178,6 +183,13 @@ func collectStatus(ctx context.Context, coord *zkcoord.Coordinator, kc sarama.Cl
 	}
 
 	problems = append(problems, fillOffsets(kc, group, topic, st.Partitions)...)
+	// A map that cannot be read is shown in its place, not as a problem
+	// of the partitions: the partitions are still owned and consumed.
+	rep, err := readBucketReport(coord, false)
+	if err != nil {
+		rep = bucketReport{Error: err.Error()}
+	}
+	st.Buckets = &rep
 	problems = append(problems, collectRoutes(&st, zs, kc, notifTopics, routerGroup)...)
 	for _, e := range problems {
 		st.Problems = append(st.Problems, e.Error())
@@ -328,6 +340,10 @@ func (s statusReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "%s  topic %s, group %s, assignment %s, ZooKeeper chroot %s\n\n", s.Time.Format(time.RFC3339), s.Topic, s.Group, s.Mode, s.Chroot)
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tPRIMARY,PARTNERS\tCOMMITTED\tEND\tLAG\tFENCE\tSINCE\tNOTE")
 	writePartitionRows(tw, s.Partitions, false)
+	if s.Buckets != nil {
+		fmt.Fprintln(tw)
+		printBucketReport(tw, *s.Buckets, false)
+	}
 	if len(s.Routes) > 0 {
 		fmt.Fprintf(tw, "\nnotification routes, group %s\n", s.RouterGroup)
 		fmt.Fprintln(tw, "ROUTE\tROUTER\tPRIMARY,PARTNERS\tCOMMITTED\tEND\tLAG\tFENCE\tSINCE\tNOTE")
@@ -404,6 +420,9 @@ func runStatus(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 15*time.Second, "give up connecting to ZooKeeper or Kafka after this long")
 	endpoints := fs.String("endpoints", filepath.Join(devstack.DefaultDataDir(), "endpoints.json"), "the endpoints file of `cloudservers dev`, read when -kafka or -zookeeper is not set")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := c.load(fs, nil); err != nil {
 		return err
 	}
 	if c.kafka == "" || c.zookeeper == "" {

@@ -202,10 +202,19 @@ func (c *Client) DeleteServer(ctx context.Context, id, idempotencyKey string) (a
 	return op, c.call(ctx, http.MethodDelete, "/v1/servers/"+url.PathEscape(id), nil, idempotencyKey, &op)
 }
 
-// Act asks for an action on a server (reboot, power_off, power_on, resize).
-func (c *Client) Act(ctx context.Context, id string, a api.ActionRequest, idempotencyKey string) (api.OperationView, error) {
+// Act asks for an action on a server (an operation the API exposes as one).
+// The body is an api.ActionRequest, or a map of the action's type and
+// parameters (the CLI builds one from the operations table).
+func (c *Client) Act(ctx context.Context, id string, a any, idempotencyKey string) (api.OperationView, error) {
 	var op api.OperationView
 	return op, c.call(ctx, http.MethodPost, "/v1/servers/"+url.PathEscape(id)+"/actions", a, idempotencyKey, &op)
+}
+
+// Rename renames a server (PATCH /v1/servers/{id}); the body is an
+// api.UpdateServerRequest or a map of its fields.
+func (c *Client) Rename(ctx context.Context, id string, body any, idempotencyKey string) (api.OperationView, error) {
+	var op api.OperationView
+	return op, c.call(ctx, http.MethodPatch, "/v1/servers/"+url.PathEscape(id), body, idempotencyKey, &op)
 }
 
 // GetOperation returns an operation.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +16,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+
+	"github.com/cloudservers/cloudservers/internal/setup"
 )
 
 // jvmFlags are common to both JVMs: small footprint, no hsperfdata files,
@@ -371,31 +369,8 @@ func temporalProcess(cfg Config, t tools) (Process, error) {
 var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 // TemporalReady succeeds when the frontend at hostPort is healthy, the
-// namespace exists and every one of SearchAttributes is registered in it.
+// namespace exists and every one of SearchAttributes is registered in it
+// (setup.TemporalReady).
 func TemporalReady(ctx context.Context, hostPort, namespace string) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace, Logger: quietLogger})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		return err
-	}
-	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace}); err != nil {
-		return fmt.Errorf("namespace %s: %w", namespace, err)
-	}
-	sa, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
-	if err != nil {
-		return fmt.Errorf("search attributes of %s: %w", namespace, err)
-	}
-	var missing []string
-	for _, name := range SearchAttributes {
-		if _, ok := sa.GetCustomAttributes()[name]; !ok {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return errors.New("search attributes not registered yet: " + strings.Join(missing, ", "))
-	}
-	return nil
+	return setup.TemporalReady(ctx, hostPort, namespace)
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/cloudservers/cloudservers/internal/setup"
 )
 
 // Versions of what the stack runs. The jar versions live in the embedded
@@ -23,11 +25,11 @@ const (
 )
 
 // DefaultNamespace is the Temporal namespace the stack creates.
-const DefaultNamespace = "cloudservers"
+const DefaultNamespace = setup.DefaultNamespace
 
 // SearchAttributes are the custom search attributes the stack registers in
 // the namespace (all Keyword). Support engineers search workflows by them.
-var SearchAttributes = []string{"CustomerId", "ServerId", "OperationId", "Operation", "NovaInstanceId"}
+var SearchAttributes = setup.SearchAttributes
 
 // Config says where the stack keeps its data and jars and on which
 // loopback ports it listens. A port of 0 means "any free port" (the port

@@ -441,7 +441,7 @@ func (s *Stack) startKafkaCluster(ctx context.Context, t tools, ports map[string
 			return fmt.Errorf("devstack: topics on broker %s: %w", b, err)
 		}
 	}
-	return nil
+	return ensureBucketMap(ctx, s.endpoints.ZooKeeper, cfg)
 }
 
 // brokerKnowsTopics asks the broker at addr itself for the topics'

@@ -138,6 +138,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		firstErr = CreateTopics(sctx, s.endpoints.Kafka, Topics(cfg.RequestPartitions), cfg.Log)
 		if firstErr != nil {
 			firstErr = fmt.Errorf("devstack: create topics: %w", firstErr)
+		} else {
+			firstErr = ensureBucketMap(sctx, s.endpoints.ZooKeeper, cfg)
 		}
 	}
 	if firstErr != nil {

@@ -14,12 +14,9 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cloudservers/cloudservers/internal/setup"
 )
 
 // The Temporal server of the HA topology is built from go.temporal.io/server
@@ -295,7 +292,7 @@ func (s *Stack) startTemporalServer(ctx context.Context, pt postgresTools, ts te
 	}); err != nil {
 		return err
 	}
-	if err := registerNamespace(ctx, frontend, cfg.Namespace); err != nil {
+	if _, err := setup.Run(ctx, setup.Config{Temporal: frontend, Namespace: cfg.Namespace, Log: cfg.Log}); err != nil {
 		return fmt.Errorf("devstack: temporal namespace %s: %w", cfg.Namespace, err)
 	}
 	// The namespace reaches every service's cache within its refresh
@@ -399,45 +396,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// registerNamespace creates the namespace (if missing) and adds the
-// search attributes (those missing).
-func registerNamespace(ctx context.Context, hostPort, namespace string) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace, Logger: quietLogger})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
-		Namespace:                        namespace,
-		Description:                      "Cloud Servers (created by cloudservers stack -topology ha)",
-		WorkflowExecutionRetentionPeriod: durationpb.New(7 * 24 * time.Hour),
-	})
-	var exists *serviceerror.NamespaceAlreadyExists
-	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("register: %w", err)
-	}
-	return pollUntil(ctx, 60*time.Second, func(ctx context.Context) error {
-		sa, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
-		if err != nil {
-			return err
-		}
-		add := map[string]enumspb.IndexedValueType{}
-		for _, name := range SearchAttributes {
-			if _, ok := sa.GetCustomAttributes()[name]; !ok {
-				add[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-			}
-		}
-		if len(add) == 0 {
-			return nil
-		}
-		_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: add})
-		if err != nil {
-			return fmt.Errorf("add search attributes: %w", err)
-		}
-		return errors.New("search attributes added, checking")
-	})
 }
 
 // temporalDynamicConfig: a namespace created at start-up is seen by every

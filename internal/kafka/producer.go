@@ -8,6 +8,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +56,9 @@ func ProducerConfig(clientID string) *sarama.Config {
 type Producer struct {
 	p       sarama.SyncProducer
 	metrics *ProduceMetrics
+	// client is the producer's own, for refreshing its metadata (nil for
+	// a producer on sarama's internal client).
+	client sarama.Client
 }
 
 // NewProducer connects an idempotent acks=all producer to brokers.
@@ -92,17 +96,28 @@ func (p *Producer) Publish(ctx context.Context, topic string, value []byte) erro
 }
 
 // Close flushes and closes the producer.
-func (p *Producer) Close() error { return p.p.Close() }
+func (p *Producer) Close() error {
+	err := p.p.Close()
+	if p.client != nil {
+		err = errors.Join(err, p.client.Close())
+	}
+	return err
+}
 
 // NewPartitionProducer connects an idempotent acks=all producer that writes
 // to the partition it is given: the API's requests go to the partition of
 // the customer's bucket.
 func NewPartitionProducer(brokers []string, clientID string) (*Producer, error) {
-	p, err := sarama.NewSyncProducer(brokers, ProducerConfig(clientID))
+	client, err := sarama.NewClient(brokers, ProducerConfig(clientID))
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer for %v: %w", brokers, err)
 	}
-	return &Producer{p: p}, nil
+	p, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("kafka producer for %v: %w", brokers, err)
+	}
+	return &Producer{p: p, client: client}, nil
 }
 
 // SendToPartition writes one message to an explicit partition and returns
@@ -112,7 +127,17 @@ func (p *Producer) SendToPartition(ctx context.Context, topic string, partition 
 		return err
 	}
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
-	if err := p.send(ctx, msg); err != nil {
+	err := p.send(ctx, msg)
+	if errors.Is(err, sarama.ErrInvalidPartition) && p.client != nil {
+		// A partition added since the metadata was read (admin partitions
+		// add; the bucket map routes to it): the partitioner checks
+		// against the cached partition count, refreshed every 10 minutes.
+		if rerr := p.client.RefreshMetadata(topic); rerr == nil {
+			msg = &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
+			err = p.send(ctx, msg)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("send to %s/%d: %w", topic, partition, err)
 	}
 	return nil

@@ -398,6 +398,51 @@ func (s *Sim) startReboot(srv *server, hard bool) {
 	})
 }
 
+// startRebuild rebuilds an instance from img on its host, as Nova's
+// rebuild_instance does: instance.rebuild.start, task states rebuilding,
+// rebuild_block_device_mapping, rebuild_spawning, then the vm state it had
+// (a stopped instance is stopped again) and instance.rebuild.end. The
+// instance keeps its ID, ports and addresses.
+func (s *Sim) startRebuild(srv *server, img *image) {
+	srv.taskState = "rebuilding"
+	s.startOp(srv, s.cfg.RebuildTime, func(o *op) {
+		before := srv.vmState
+		ok := o.step(func(srv *server, b *batch) {
+			setTask(b, fromAPI, srv, "", "rebuilding")
+			b.instanceAction(fromCompute, srv, "rebuild", "start", instanceOpts{})
+		})
+		if !ok || !o.at(0.3) {
+			return
+		}
+		ok = o.step(func(srv *server, b *batch) {
+			setTask(b, fromCompute, srv, "rebuilding", "rebuild_block_device_mapping")
+		})
+		if !ok || !o.at(0.5) {
+			return
+		}
+		ok = o.step(func(srv *server, b *batch) {
+			srv.imageID = img.ID
+			setTask(b, fromCompute, srv, "rebuild_block_device_mapping", "rebuild_spawning")
+		})
+		if !ok || !o.at(1) {
+			return
+		}
+		o.step(func(srv *server, b *batch) {
+			vm, power := "active", powerRunning
+			if before == "stopped" {
+				vm, power = "stopped", powerShutdown
+			}
+			oldVM := srv.vmState
+			srv.vmState, srv.taskState, srv.powerState = vm, "", power
+			srv.fault = nil
+			srv.launchedAt = now()
+			srv.updated = now()
+			b.update(fromCompute, srv, oldVM, "rebuild_spawning", instanceOpts{})
+			b.instanceAction(fromCompute, srv, "rebuild", "end", instanceOpts{withIPs: true})
+		})
+	})
+}
+
 func (s *Sim) startStop(srv *server) {
 	srv.taskState = "powering-off"
 	s.startOp(srv, s.cfg.StopTime, func(o *op) {

@@ -2,6 +2,9 @@ package openstacksim
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -63,6 +66,17 @@ func TestUncapturedOperations(t *testing.T) {
 		"instance.update(active)", "instance.power_off.start(active)", "instance.update(stopped)", "instance.power_off.end(stopped)")
 	step("start", func() { must(servers.Start(ctx, e.compute, id).ExtractErr()) }, "ACTIVE",
 		"instance.update(stopped)", "instance.power_on.start(stopped)", "instance.update(active)", "instance.power_on.end(active)")
+	var rebuilt *servers.Server
+	step("rebuild", func() {
+		var err error
+		rebuilt, err = servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Extract()
+		must(err)
+	}, "ACTIVE",
+		"instance.update(active)", "instance.rebuild.start(active)", "instance.update(active)", "instance.update(active)",
+		"instance.update(active)", "instance.rebuild.end(active)")
+	if rebuilt.ID != id || rebuilt.AdminPass == "" {
+		t.Errorf("rebuild answered %+v", rebuilt)
+	}
 	step("resize", func() {
 		must(servers.Resize(ctx, e.compute, id, servers.ResizeOpts{FlavorRef: smallFlavor}).ExtractErr())
 	}, "VERIFY_RESIZE",
@@ -205,5 +219,83 @@ func TestCloseStopsEverything(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if after := runtime.NumGoroutine(); after > before+1 {
 		t.Errorf("%d goroutines before, %d after Close", before, after)
+	}
+}
+
+// TestRebuildRefusals: Nova's answers to a rebuild it cannot start.
+func TestRebuildRefusals(t *testing.T) {
+	e := newEnv(t, Config{RebuildTime: time.Minute})
+	ctx := context.Background()
+	id := e.createServer("rb")
+	e.waitStatus(id, "ACTIVE")
+	err := servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: "00000000-0000-0000-0000-000000000000"}).Err
+	if err == nil || !strings.Contains(err.Error(), "Cannot find image for rebuild") {
+		t.Errorf("unknown image: %v", err)
+	}
+	if err := servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Err; err != nil {
+		t.Fatal(err)
+	}
+	err = servers.Rebuild(ctx, e.compute, id, servers.RebuildOpts{ImageRef: tinyImage}).Err
+	if err == nil || !strings.Contains(err.Error(), "Cannot 'rebuild' instance "+id+" while it is in task_state rebuilding") {
+		t.Errorf("rebuild during a rebuild: %v", err)
+	}
+}
+
+// TestRebuildAsTheKitDid checks the simulator's rebuild against what the
+// real Nova of the OpenStack kit did (testdata/rebuild-real-trace.json,
+// from make test-openstack's TestFullLifecycle trace): the action answers
+// 202, and the instance.rebuild.end that ends the wait (legacy and
+// versioned) carries the action's request ID and the state active.
+func TestRebuildAsTheKitDid(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "rebuild-real-trace.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real struct {
+		Trace struct {
+			OpenStackCallLog []struct {
+				Call   string `json:"call"`
+				Status int    `json:"status"`
+			} `json:"openstack_call_log"`
+			Notifications []struct {
+				EventType   string `json:"event_type"`
+				SameRequest string `json:"same_request"`
+				State       string `json:"state"`
+			} `json:"notifications"`
+		} `json:"trace"`
+	}
+	if err := json.Unmarshal(raw, &real); err != nil {
+		t.Fatal(err)
+	}
+	if len(real.Trace.OpenStackCallLog) != 1 || len(real.Trace.Notifications) != 1 {
+		t.Fatalf("capture: %+v", real.Trace)
+	}
+	call, end := real.Trace.OpenStackCallLog[0], real.Trace.Notifications[0]
+
+	e := newEnv(t, Config{})
+	id := e.createServer("rb-kit")
+	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
+	e.sim.ResetNotifications()
+	status, hdr, _ := e.nova("POST", "/servers/"+id+"/action", map[string]any{"rebuild": map[string]any{"imageRef": tinyImage}})
+	if call.Call != "POST /compute/v2.1/servers/{id}/action rebuild" || status != call.Status {
+		t.Fatalf("rebuild answered %d; the kit answered %d to %s", status, call.Status, call.Call)
+	}
+	e.waitStatus(id, "ACTIVE")
+	e.waitQuiet()
+	requestID := hdr.Get("X-Openstack-Request-Id")
+	for _, format := range []string{notification.FormatLegacy, notification.FormatVersioned} {
+		var found bool
+		for _, d := range simStream(t, e.sim.Notifications(), id, format) {
+			if d.ev.EventType == end.EventType {
+				found = true
+				if d.ev.State != end.State || (end.SameRequest == "yes" && d.ev.RequestID != requestID) {
+					t.Errorf("%s %s: state %q request %q; the kit: state %q, the action's request (%s)", format, end.EventType, d.ev.State, d.ev.RequestID, end.State, requestID)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %s %s", format, end.EventType)
+		}
 	}
 }

@@ -1150,12 +1150,12 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, c *novaCall) 
 	for k, v := range body {
 		action, arg = k, v
 	}
-	known := map[string]bool{"reboot": true, "os-stop": true, "os-start": true, "resize": true, "confirmResize": true, "revertResize": true}
+	known := map[string]bool{"reboot": true, "os-stop": true, "os-start": true, "resize": true, "confirmResize": true, "revertResize": true, "rebuild": true}
 	if !known[action] {
 		novaError(w, http.StatusBadRequest, "There is no such action: "+action)
 		return
 	}
-	var rebootType, flavorRef string
+	var rebootType, flavorRef, imageRef string
 	switch action {
 	case "reboot":
 		m, _ := arg.(map[string]any)
@@ -1175,6 +1175,14 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, c *novaCall) 
 			return
 		}
 		flavorRef = ref
+	case "rebuild":
+		m, _ := arg.(map[string]any)
+		ref, _ := m["imageRef"].(string)
+		if ref == "" {
+			novaError(w, http.StatusBadRequest, "Invalid input for field/attribute rebuild. Value: "+fmt.Sprint(arg)+". 'imageRef' is a required property")
+			return
+		}
+		imageRef = refID(ref)
 	}
 
 	s.mu.Lock()
@@ -1266,6 +1274,25 @@ func (s *Sim) serverAction(w http.ResponseWriter, r *http.Request, c *novaCall) 
 		}
 		srv.migration = "reverting"
 		s.startRevert(srv)
+	case "rebuild":
+		if !checkState("rebuild", "active", "stopped", "error") {
+			return
+		}
+		img := s.findImage(imageRef)
+		if img == nil {
+			s.mu.Unlock()
+			novaError(w, http.StatusBadRequest, "Cannot find image for rebuild")
+			return
+		}
+		s.startRebuild(srv, img)
+		// Nova answers a rebuild with the server, as a GET shows it, and
+		// its new admin password.
+		view := s.serverView(srv, c, true)
+		view["adminPass"] = newPassword()
+		s.mu.Unlock()
+		s.logf("nova: rebuild server %s from image %s", id, img.ID)
+		writeJSON(w, http.StatusAccepted, map[string]any{"server": view})
+		return
 	}
 	s.mu.Unlock()
 	s.logf("nova: %s server %s", action, id)

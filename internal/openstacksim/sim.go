@@ -35,7 +35,7 @@ type Config struct {
 	// How long each operation takes inside "Nova", from the API call to its
 	// last notification. Zero makes the operation complete at once (still
 	// asynchronously), for benchmarks.
-	BootTime, RebootTime, StopTime, StartTime, ResizeTime, ConfirmTime, RevertTime, DeleteTime time.Duration
+	BootTime, RebootTime, StopTime, StartTime, ResizeTime, ConfirmTime, RevertTime, DeleteTime, RebuildTime time.Duration
 
 	// TokenTTL is a Keystone token's lifetime (default 1h). An expired token
 	// gets 401, so gophercloud re-authenticates when AllowReauth is set.

@@ -579,6 +579,13 @@ func (s *Sim) resume(srv *server) bool {
 		s.startReboot(srv, false)
 	case task == "rebooting_hard" || task == "reboot_pending_hard" || task == "reboot_started_hard":
 		s.startReboot(srv, true)
+	case task == "rebuilding" || task == "rebuild_block_device_mapping" || task == "rebuild_spawning":
+		// Nova's _init_instance puts an instance whose rebuild a restart
+		// interrupted in ERROR.
+		s.settle(srv, func(srv *server, b *batch) {
+			srv.fault = &serverFault{code: 500, message: "Rebuild of instance " + srv.id + " interrupted: nova-compute restarted.", created: now()}
+			setState(b, srv, "error", srv.powerState)
+		})
 	case task == "powering-off":
 		s.startStop(srv)
 	case task == "powering-on":

@@ -10,9 +10,9 @@
 //     request ID. Faults are injected per call: an activity error
 //     (Cloud.Fail), other notifications or none at all (Cloud.Notify), the
 //     answer of the one reconciliation read (Cloud.AnswerGet).
-//     Install mocks the activities of a Temporal test environment with it;
-//     Register puts the same fake on a real worker (used to record replay
-//     histories against a real Temporal server).
+//     Install puts it on a Temporal test environment, Register on a real
+//     worker (used to record replay histories against a real Temporal
+//     server), under the names of activities.Activities' methods.
 //
 //   - Saga, a table of a saga's steps and compensations from which Run*
 //     generate the tests every saga needs: the happy path; for every step N,
@@ -29,38 +29,42 @@
 // Adding a saga? Describe it as a Saga and call its Run methods from the
 // saga's test file:
 //
-//	var rebuild = sagatest.Saga{
+//	var rebuildSaga = sagatest.Saga{
 //		Workflow: workflows.RebuildServerWorkflow,
-//		Input:    input,
+//		Input:    input(request("op-rebuild", cloudservers.OpRebuild, cloudservers.RebuildParams{Image: "tiny"}), activeServer()),
 //		Steps: []sagatest.Step{
-//			{Name: "RebuildNovaServer", Activity: "RebuildNovaServer"},
-//			{Name: "WaitForRebuildNovaServer", Waits: "RebuildNovaServer", Failures: []sagatest.Failure{
-//				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "no valid host"),
-//				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuilding"}),
+//			{Activity: "RebuildNovaServer"}, // named after its activity
+//			{Waits: "RebuildNovaServer", Failures: []sagatest.Failure{ // named workflows.WaitStep("RebuildNovaServer")
+//				sagatest.EventFailure("RebuildNovaServer", "instance.rebuild.error", "Virtual Interface creation failed"),
+//				sagatest.LostFailure("RebuildNovaServer", activities.NovaServer{Status: "REBUILD", TaskState: "rebuild_spawning"}),
 //			}},
 //		},
 //	}
 //	func TestRebuildSaga(t *testing.T) {
-//		t.Run("succeeds", rebuild.RunSuccess)
-//		t.Run("step fails", rebuild.RunFailures)
-//		t.Run("retry", rebuild.RunRetries)
-//		t.Run("cancelled", rebuild.RunCancellations)
+//		t.Run("succeeds", rebuildSaga.RunSuccess)
+//		t.Run("step fails", rebuildSaga.RunFailures)
+//		t.Run("retry", rebuildSaga.RunRetries)
+//		t.Run("cancelled", rebuildSaga.RunCancellations)
 //	}
+//
+// (workflows/rebuild_test.go is this saga's real test file.)
 //
 // Then record its history for the replay test (workflows/testdata/README.md).
 //
-// A new Nova action needs its default notification in novaActions below.
+// A new activity needs its method on Cloud (TestCloudStandsForEveryActivity);
+// a Nova action's method passes nova the notification that ends it.
 package sagatest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -176,17 +180,6 @@ type novaAction struct {
 	status string
 }
 
-var novaActions = map[string]novaAction{
-	"CreateNovaServer": {"instance.create.end", "active", "ACTIVE"},
-	"DeleteNovaServer": {"instance.delete.end", "deleted", "DELETED"},
-	"RebootNovaServer": {"instance.reboot.end", "active", "ACTIVE"},
-	"StopNovaServer":   {"instance.power_off.end", "stopped", "SHUTOFF"},
-	"StartNovaServer":  {"instance.power_on.end", "active", "ACTIVE"},
-	"ResizeNovaServer": {"instance.resize_finish.end", "resized", "VERIFY_RESIZE"},
-	"ConfirmResize":    {"instance.resize_confirm.end", "active", "ACTIVE"},
-	"RevertResize":     {"instance.resize_revert.end", "active", "ACTIVE"},
-}
-
 // Cloud is a fake OpenStack. Its methods have the signatures of the
 // activities; it is safe for concurrent use.
 type Cloud struct {
@@ -229,45 +222,72 @@ func NewEnvCloud(env *testsuite.TestWorkflowEnvironment) *Cloud {
 	return c
 }
 
-// Install mocks every activity of env with the Cloud.
+// Install puts the Cloud on env under the names of the activities it
+// stands for: every activity of activities.Activities but the reaper's
+// (notFaked).
 func (c *Cloud) Install(env *testsuite.TestWorkflowEnvironment) {
-	var a *activities.Activities
-	env.OnActivity(a.CreatePort, mock.Anything, mock.Anything).Return(c.CreatePort)
-	env.OnActivity(a.DeletePort, mock.Anything, mock.Anything).Return(c.DeletePort)
-	env.OnActivity(a.AllocateFloatingIP, mock.Anything, mock.Anything).Return(c.AllocateFloatingIP)
-	env.OnActivity(a.FindFloatingIP, mock.Anything, mock.Anything).Return(c.FindFloatingIP)
-	env.OnActivity(a.AssociateFloatingIP, mock.Anything, mock.Anything).Return(c.AssociateFloatingIP)
-	env.OnActivity(a.DisassociateFloatingIP, mock.Anything, mock.Anything).Return(c.DisassociateFloatingIP)
-	env.OnActivity(a.ReleaseFloatingIP, mock.Anything, mock.Anything).Return(c.ReleaseFloatingIP)
-	env.OnActivity(a.CreateNovaServer, mock.Anything, mock.Anything).Return(c.CreateNovaServer)
-	env.OnActivity(a.DeleteNovaServer, mock.Anything, mock.Anything).Return(c.DeleteNovaServer)
-	env.OnActivity(a.GetNovaServer, mock.Anything, mock.Anything).Return(c.GetNovaServer)
-	env.OnActivity(a.RebootNovaServer, mock.Anything, mock.Anything).Return(c.RebootNovaServer)
-	env.OnActivity(a.StopNovaServer, mock.Anything, mock.Anything).Return(c.StopNovaServer)
-	env.OnActivity(a.StartNovaServer, mock.Anything, mock.Anything).Return(c.StartNovaServer)
-	env.OnActivity(a.ResizeNovaServer, mock.Anything, mock.Anything).Return(c.ResizeNovaServer)
-	env.OnActivity(a.ConfirmResize, mock.Anything, mock.Anything).Return(c.ConfirmResize)
-	env.OnActivity(a.RevertResize, mock.Anything, mock.Anything).Return(c.RevertResize)
-	env.OnActivity(a.PublishServer, mock.Anything, mock.Anything).Return(c.PublishServer)
-	env.OnActivity(a.PublishOperation, mock.Anything, mock.Anything).Return(c.PublishOperation)
-	env.OnActivity(a.PublishState, mock.Anything, mock.Anything).Return(c.PublishState)
+	c.Register(env)
 }
 
-// Register registers the Cloud's methods on a real worker under the names
-// of the activities they stand for.
+// Register registers the Cloud's methods on a real worker, or a test
+// environment, under the names of the activities they stand for.
 func (c *Cloud) Register(r worker.ActivityRegistry) {
-	for name, fn := range map[string]any{
-		"CreatePort": c.CreatePort, "DeletePort": c.DeletePort,
-		"AllocateFloatingIP": c.AllocateFloatingIP, "FindFloatingIP": c.FindFloatingIP,
-		"AssociateFloatingIP": c.AssociateFloatingIP, "DisassociateFloatingIP": c.DisassociateFloatingIP,
-		"ReleaseFloatingIP": c.ReleaseFloatingIP,
-		"CreateNovaServer":  c.CreateNovaServer, "DeleteNovaServer": c.DeleteNovaServer, "GetNovaServer": c.GetNovaServer,
-		"RebootNovaServer": c.RebootNovaServer, "StopNovaServer": c.StopNovaServer, "StartNovaServer": c.StartNovaServer,
-		"ResizeNovaServer": c.ResizeNovaServer, "ConfirmResize": c.ConfirmResize, "RevertResize": c.RevertResize,
-		"PublishServer": c.PublishServer, "PublishOperation": c.PublishOperation, "PublishState": c.PublishState,
-	} {
+	fakes, err := fakesOf(c)
+	if err != nil {
+		panic(err)
+	}
+	for name, fn := range fakes {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
+}
+
+// notFaked are the activities the Cloud does not stand for: the reaper's,
+// whose tests answer them (workflows/reap_test.go).
+var notFaked = map[string]bool{"ListMarkedPage": true, "ListMarkedResources": true}
+
+// fakesOf maps the name of every activity of activities.Activities to the
+// fake's method of the same name and signature. A new activity needs its
+// method on the Cloud (and nothing else here): fakesOf fails until it has
+// one.
+func fakesOf(fake any) (map[string]any, error) {
+	acts := reflect.TypeOf((*activities.Activities)(nil))
+	cloud := reflect.ValueOf(fake)
+	out := map[string]any{}
+	var missing []string
+	for i := range acts.NumMethod() {
+		m := acts.Method(i)
+		if notFaked[m.Name] {
+			continue
+		}
+		fake := cloud.MethodByName(m.Name)
+		if !fake.IsValid() {
+			missing = append(missing, m.Name+" (no method)")
+			continue
+		}
+		if want := boundType(m.Type); fake.Type() != want {
+			missing = append(missing, fmt.Sprintf("%s (is %s, want %s)", m.Name, fake.Type(), want))
+			continue
+		}
+		out[m.Name] = fake.Interface()
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("sagatest: the Cloud does not stand for activities %s: add a method of the activity's signature to Cloud", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// boundType is the type of a method value of a method whose type (with its
+// receiver first) is t.
+func boundType(t reflect.Type) reflect.Type {
+	in := make([]reflect.Type, 0, t.NumIn()-1)
+	for i := 1; i < t.NumIn(); i++ {
+		in = append(in, t.In(i))
+	}
+	out := make([]reflect.Type, 0, t.NumOut())
+	for i := range t.NumOut() {
+		out = append(out, t.Out(i))
+	}
+	return reflect.FuncOf(in, out, t.IsVariadic())
 }
 
 // NonRetryable is an error retrying cannot fix (the step fails at once).
@@ -455,13 +475,9 @@ func (c *Cloud) call(name string, arg any) error {
 }
 
 // nova answers a Nova action on instance and schedules its notifications.
-func (c *Cloud) nova(ctx context.Context, name, instance string, arg any) (activities.NovaAction, error) {
+func (c *Cloud) nova(ctx context.Context, name, instance string, arg any, act novaAction) (activities.NovaAction, error) {
 	if err := c.call(name, arg); err != nil {
 		return activities.NovaAction{}, err
-	}
-	act, ok := novaActions[name]
-	if !ok {
-		panic("sagatest: no default notification for Nova action " + name)
 	}
 	c.mu.Lock()
 	c.seq++
@@ -588,6 +604,11 @@ func (c *Cloud) DisassociateFloatingIP(_ context.Context, id string) error {
 	return c.call("DisassociateFloatingIP", id)
 }
 
+// ImportKeyPair implements activities.Activities.ImportKeyPair.
+func (c *Cloud) ImportKeyPair(_ context.Context, in activities.ImportKeyPairInput) error {
+	return c.call("ImportKeyPair", in)
+}
+
 // ReleaseFloatingIP implements activities.Activities.ReleaseFloatingIP.
 func (c *Cloud) ReleaseFloatingIP(_ context.Context, id string) error {
 	return c.call("ReleaseFloatingIP", id)
@@ -595,12 +616,12 @@ func (c *Cloud) ReleaseFloatingIP(_ context.Context, id string) error {
 
 // CreateNovaServer implements activities.Activities.CreateNovaServer.
 func (c *Cloud) CreateNovaServer(ctx context.Context, in activities.CreateNovaServerInput) (activities.NovaAction, error) {
-	return c.nova(ctx, "CreateNovaServer", InstanceID(in.ServerID), in)
+	return c.nova(ctx, "CreateNovaServer", InstanceID(in.ServerID), in, novaAction{"instance.create.end", "active", "ACTIVE"})
 }
 
 // DeleteNovaServer implements activities.Activities.DeleteNovaServer.
 func (c *Cloud) DeleteNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
-	return c.nova(ctx, "DeleteNovaServer", id, id)
+	return c.nova(ctx, "DeleteNovaServer", id, id, novaAction{"instance.delete.end", "deleted", "DELETED"})
 }
 
 // GetNovaServer implements activities.Activities.GetNovaServer.
@@ -629,32 +650,37 @@ func (c *Cloud) GetNovaServer(_ context.Context, id string) (activities.NovaServ
 
 // RebootNovaServer implements activities.Activities.RebootNovaServer.
 func (c *Cloud) RebootNovaServer(ctx context.Context, in activities.RebootInput) (activities.NovaAction, error) {
-	return c.nova(ctx, "RebootNovaServer", in.InstanceID, in)
+	return c.nova(ctx, "RebootNovaServer", in.InstanceID, in, novaAction{"instance.reboot.end", "active", "ACTIVE"})
 }
 
 // StopNovaServer implements activities.Activities.StopNovaServer.
 func (c *Cloud) StopNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
-	return c.nova(ctx, "StopNovaServer", id, id)
+	return c.nova(ctx, "StopNovaServer", id, id, novaAction{"instance.power_off.end", "stopped", "SHUTOFF"})
 }
 
 // StartNovaServer implements activities.Activities.StartNovaServer.
 func (c *Cloud) StartNovaServer(ctx context.Context, id string) (activities.NovaAction, error) {
-	return c.nova(ctx, "StartNovaServer", id, id)
+	return c.nova(ctx, "StartNovaServer", id, id, novaAction{"instance.power_on.end", "active", "ACTIVE"})
 }
 
 // ResizeNovaServer implements activities.Activities.ResizeNovaServer.
 func (c *Cloud) ResizeNovaServer(ctx context.Context, in activities.ResizeInput) (activities.NovaAction, error) {
-	return c.nova(ctx, "ResizeNovaServer", in.InstanceID, in)
+	return c.nova(ctx, "ResizeNovaServer", in.InstanceID, in, novaAction{"instance.resize_finish.end", "resized", "VERIFY_RESIZE"})
 }
 
 // ConfirmResize implements activities.Activities.ConfirmResize.
 func (c *Cloud) ConfirmResize(ctx context.Context, id string) (activities.NovaAction, error) {
-	return c.nova(ctx, "ConfirmResize", id, id)
+	return c.nova(ctx, "ConfirmResize", id, id, novaAction{"instance.resize_confirm.end", "active", "ACTIVE"})
 }
 
 // RevertResize implements activities.Activities.RevertResize.
 func (c *Cloud) RevertResize(ctx context.Context, id string) (activities.NovaAction, error) {
-	return c.nova(ctx, "RevertResize", id, id)
+	return c.nova(ctx, "RevertResize", id, id, novaAction{"instance.resize_revert.end", "active", "ACTIVE"})
+}
+
+// RebuildNovaServer implements activities.Activities.RebuildNovaServer.
+func (c *Cloud) RebuildNovaServer(ctx context.Context, in activities.RebuildInput) (activities.NovaAction, error) {
+	return c.nova(ctx, "RebuildNovaServer", in.InstanceID, in, novaAction{"instance.rebuild.end", "active", "ACTIVE"})
 }
 
 func isPublication(activity string) bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -37,7 +38,10 @@ type Saga struct {
 
 // Step is one step of a saga.
 type Step struct {
-	// Name is the step's name as workflows.StepFailure.Step reports it.
+	// Name is the step's name as workflows.StepFailure.Step reports it;
+	// default: the Activity's name, or for a step that only waits,
+	// workflows.WaitStep(Waits). A saga whose step has another name
+	// exports it as a constant (workflows.StepWaitForNovaBuild).
 	Name string
 	// Activity is the activity the step calls ("" for a step that only
 	// waits for a notification). The generated tests make it fail with a
@@ -56,6 +60,43 @@ type Step struct {
 	// whose notification the step waits for, if it does: RunCancellations
 	// cancels the saga during that wait.
 	Waits string
+}
+
+// StepName is the step's name as workflows.StepFailure.Step reports it.
+func (st Step) StepName() string {
+	switch {
+	case st.Name != "":
+		return st.Name
+	case st.Activity != "":
+		return st.Activity
+	}
+	return workflows.WaitStep(st.Waits)
+}
+
+// check fails t when a step names an activity that does not exist: the
+// names of the table are checked against activities.Activities, not
+// repeated by hand.
+func (s Saga) check(t testing.TB) {
+	t.Helper()
+	acts := reflect.TypeOf((*activities.Activities)(nil))
+	known := func(what, name string) {
+		if _, ok := acts.MethodByName(name); name != "" && !ok {
+			t.Fatalf("sagatest: %s %q is not an activity of activities.Activities", what, name)
+		}
+	}
+	for _, st := range s.Steps {
+		known("step activity", st.Activity)
+		known("step waits", st.Waits)
+		for _, u := range st.UndoCalls {
+			known("undo call", u)
+		}
+		if len(st.UndoCalls) == 0 {
+			known("undo", st.Undo)
+		}
+		if st.Activity == "" && st.Waits == "" && st.Name == "" {
+			t.Fatalf("sagatest: a step needs an Activity, Waits or a Name")
+		}
+	}
 }
 
 // Failure is one way to make a step fail.
@@ -158,6 +199,7 @@ func NewEnv() *testsuite.TestWorkflowEnvironment {
 // cancellation...).
 func (s Saga) Run(t testing.TB, prepare func(env *testsuite.TestWorkflowEnvironment, c *Cloud)) Outcome {
 	t.Helper()
+	s.check(t)
 	env := NewEnv()
 	env.RegisterWorkflow(s.Workflow)
 	c := NewEnvCloud(env)
@@ -212,10 +254,10 @@ func (s Saga) RunFailures(t *testing.T) {
 			failures = append([]Failure{ActivityFailure(st.Activity)}, failures...)
 		}
 		if len(failures) == 0 {
-			t.Errorf("step %s has no way to fail: give it an Activity or Failures", st.Name)
+			t.Errorf("step %s has no way to fail: give it an Activity or Failures", st.StepName())
 		}
 		for _, f := range failures {
-			t.Run(fmt.Sprintf("%d_%s/%s", i+1, st.Name, f.Name), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%d_%s/%s", i+1, st.StepName(), f.Name), func(t *testing.T) {
 				o := s.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *Cloud) { f.Inject(c) })
 				s.CheckFailure(t, o, i, f)
 			})
@@ -249,7 +291,7 @@ func (s Saga) CheckFailure(t testing.TB, o Outcome, i int, f Failure) {
 	st := s.Steps[i]
 	wantNames, wantCalls := s.Compensations(i)
 	failure := RequireStepFailure(t, o.Err)
-	assert.Equal(t, st.Name, failure.Step, "failed step")
+	assert.Equal(t, st.StepName(), failure.Step, "failed step")
 	assert.Contains(t, failure.Message, f.Message, "failure message")
 	assert.Equal(t, wantNames, orEmpty(failure.Compensations), "compensations reported")
 	assert.Empty(t, failure.CompensationErrors)
@@ -270,7 +312,7 @@ func (s Saga) CheckFailure(t testing.TB, o Outcome, i int, f Failure) {
 	assert.Equal(t, before, all[:len(all)-len(after)], "calls up to the failure")
 
 	msg := o.Err.Error()
-	assert.Contains(t, msg, "step "+st.Name+" failed")
+	assert.Contains(t, msg, "step "+st.StepName()+" failed")
 	if len(wantNames) > 0 {
 		assert.Contains(t, msg, "undone: "+strings.Join(wantNames, ", "))
 	}
@@ -283,7 +325,7 @@ func (s Saga) RunRetries(t *testing.T) {
 		if st.Activity == "" {
 			continue
 		}
-		t.Run(fmt.Sprintf("%d_%s", i+1, st.Name), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d_%s", i+1, st.StepName()), func(t *testing.T) {
 			o := s.Run(t, func(_ *testsuite.TestWorkflowEnvironment, c *Cloud) {
 				c.Fail(st.Activity, Retryable("503 Service Unavailable (injected)"))
 			})
@@ -307,7 +349,7 @@ func (s Saga) RunCancellations(t *testing.T) {
 		if st.Waits == "" {
 			continue
 		}
-		t.Run(fmt.Sprintf("%d_%s", i+1, st.Name), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d_%s", i+1, st.StepName()), func(t *testing.T) {
 			o := s.Run(t, func(env *testsuite.TestWorkflowEnvironment, c *Cloud) {
 				c.Notify(st.Waits)
 				env.RegisterDelayedCallback(func() {
