@@ -85,8 +85,8 @@ func setupCommand(ctx context.Context, args []string, out io.Writer) error {
 		Namespace:         c.namespace,
 		Retention:         *retention,
 		ZooKeeper:         c.zookeeper,
-		// The bucket map (issue 11) goes here: BucketMap: ...,
-		DryRun: *dryRun,
+		BucketMap:         setup.BucketMap(c.zookeeper, int32(*partitions)),
+		DryRun:            *dryRun,
 	}
 	if c.kafka != "" {
 		cfg.Kafka, _ = c.brokers()

@@ -49,7 +49,7 @@ type Config struct {
 	Retention time.Duration // of a namespace setup creates; default DefaultRetention
 
 	ZooKeeper string        // connect string with the chroot: zk1:2181,zk2:2181/cloudservers
-	BucketMap BucketMapFunc // nil: no bucket map step (issue 11 wires it)
+	BucketMap BucketMapFunc // nil: no bucket map step (BucketMap writes it when absent)
 
 	// AdminCustomer, when set, gets the first admin API key if no admin key
 	// exists yet.

@@ -14,9 +14,11 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/devstack"
 	"github.com/cloudservers/cloudservers/internal/kafka"
 	"github.com/cloudservers/cloudservers/internal/setup"
+	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
 
 // ownTopics are topics of this test's own, named with prefix, deleted at
@@ -79,6 +81,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 		Kafka: ep.Kafka, Topics: topics, ReplicationFactor: 1, MinInsyncReplicas: 1,
 		Temporal: ep.Temporal, Namespace: "setup-" + run,
 		ZooKeeper:     ep.ZooKeeper + chroot,
+		BucketMap:     setup.BucketMap(ep.ZooKeeper+chroot, 4),
 		AdminCustomer: "operator-" + run, APIKeysTopic: topics[1].Name,
 	}
 	admin, err := sarama.NewClusterAdmin(ep.Kafka, kafka.Config("setup-test"))
@@ -100,8 +103,8 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2 topics, namespace + search attributes, chroot, admin key.
-	if len(r.Planned) != 6 || len(r.Applied) != 0 || len(r.Problems) != 0 {
+	// 2 topics, namespace + search attributes, chroot, bucket map, admin key.
+	if len(r.Planned) != 7 || len(r.Applied) != 0 || len(r.Problems) != 0 {
 		t.Fatalf("dry run: planned %v applied %v problems %v", r.Planned, r.Applied, r.Problems)
 	}
 	all, err := admin.ListTopics()
@@ -129,8 +132,16 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 		t.Fatalf("first run: %v\n%s", err, log.String())
 	}
 	t.Logf("first run:\n%s", log.String())
-	if len(r.Applied) != 6 || len(r.Problems) != 0 {
+	if len(r.Applied) != 7 || len(r.Problems) != 0 {
 		t.Fatalf("first run: applied %v problems %v", r.Applied, r.Problems)
+	}
+	data, _, err := conn.Get(zkcoord.BucketMapPath(chroot))
+	if err != nil {
+		t.Fatalf("bucket map: %v", err)
+	}
+	m, err := zkcoord.DecodeBucketMap(chroot, data, cloudservers.Buckets)
+	if err != nil || m.Version != 1 || m.Partitions != 4 || m.Partition(5) != 1 {
+		t.Errorf("bucket map: %+v, %v; want version 1 over 4 partitions, bucket 5 on partition 1", m, err)
 	}
 	if !strings.HasPrefix(r.AdminKey, "cs_") || r.AdminCustomer != cfg.AdminCustomer {
 		t.Errorf("first run: admin key %q for %q", r.AdminKey, r.AdminCustomer)
@@ -164,8 +175,22 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 	if len(r.Planned) != 0 || len(r.Problems) != 0 || r.AdminKey != "" {
 		t.Fatalf("second run: planned %v problems %v admin key %q", r.Planned, r.Problems, r.AdminKey)
 	}
-	if len(r.Unchanged) != 5 {
-		t.Errorf("second run: unchanged %v, want the 2 topics, the namespace, the chroot and the admin key", r.Unchanged)
+	if len(r.Unchanged) != 6 {
+		t.Errorf("second run: unchanged %v, want the 2 topics, the namespace, the chroot, the bucket map and the admin key", r.Unchanged)
+	}
+
+	// A corrupted map is reported, never overwritten.
+	if _, err := conn.Set(zkcoord.BucketMapPath(chroot), []byte("{not json"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = setup.Run(ctx, cfg); r == nil || len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Target, "bucket map") {
+		t.Errorf("corrupted map: problems %v, err %v; want the bucket map reported", r.Problems, err)
+	}
+	if got, _, _ := conn.Get(zkcoord.BucketMapPath(chroot)); string(got) != "{not json" {
+		t.Errorf("setup overwrote a corrupted map: %q", got)
+	}
+	if _, err := conn.Set(zkcoord.BucketMapPath(chroot), data, -1); err != nil {
+		t.Fatal(err)
 	}
 
 	// A config changed by hand is planned back.

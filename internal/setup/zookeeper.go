@@ -10,13 +10,14 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/cloudservers/cloudservers"
 	"github.com/cloudservers/cloudservers/internal/zkcoord"
 )
 
 // BucketMapFunc plans the bucket map in ZooKeeper (issue 11): given a
 // session and the chroot, it returns the step that writes the map when it
 // is absent (nil when it is there) or a problem when the map there does not
-// fit the configuration. Config.BucketMap is nil until that lands.
+// fit the configuration (BucketMap is the one setup uses).
 type BucketMapFunc func(ctx context.Context, conn *zk.Conn, chroot string) (*Step, *Problem, error)
 
 // dialZooKeeper opens a session to connect (servers and chroot, in the
@@ -106,4 +107,37 @@ func createPath(conn *zk.Conn, path string) error {
 		}
 	}
 	return nil
+}
+
+// BucketMap is the bucket map's step for a system whose requests topic has
+// partitions partitions, in the ZooKeeper of connect: the map is written
+// (version 1, bucket % partitions) when absent; one that is there is
+// checked, and a corrupted map, or one that routes to a partition the
+// topic lacks, is a problem setup never overwrites (admin buckets moves
+// buckets; docs/scale-out.md).
+func BucketMap(connect string, partitions int32) BucketMapFunc {
+	return func(ctx context.Context, conn *zk.Conn, chroot string) (*Step, *Problem, error) {
+		path := zkcoord.BucketMapPath(chroot)
+		data, _, err := conn.Get(path)
+		if errors.Is(err, zk.ErrNoNode) {
+			return &Step{Target: "bucket map " + path,
+				Action: fmt.Sprintf("create: %d buckets over %d partitions (bucket %% %d)", cloudservers.Buckets, partitions, partitions),
+				apply: func(ctx context.Context) error {
+					_, _, err := zkcoord.EnsureMap(ctx, connect, partitions, slog.New(slog.DiscardHandler))
+					return err
+				}}, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		m, err := zkcoord.DecodeBucketMap(path, data, cloudservers.Buckets)
+		if err != nil {
+			return nil, &Problem{Target: "bucket map " + path, Detail: err.Error()}, nil
+		}
+		if m.Partitions > partitions {
+			return nil, &Problem{Target: "bucket map " + path, Detail: fmt.Sprintf(
+				"routes over %d partitions, the requests topic is configured with %d", m.Partitions, partitions)}, nil
+		}
+		return nil, nil, nil
+	}
 }

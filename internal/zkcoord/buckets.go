@@ -141,6 +141,9 @@ func DecodeBucketMap(path string, data []byte, n int) (BucketMap, error) {
 	return m, nil
 }
 
+// BucketMapPath is where the bucket map lives under chroot.
+func BucketMapPath(chroot string) string { return chroot + "/" + bucketsDir + "/" + bucketMapNode }
+
 func (c *Coordinator) bucketsPath() string   { return c.cfg.Chroot + "/" + bucketsDir }
 func (c *Coordinator) bucketMapPath() string { return c.bucketsPath() + "/" + bucketMapNode }
 func (c *Coordinator) replicasPath() string  { return c.bucketsPath() + "/" + bucketReplicas }
