@@ -7,7 +7,7 @@ GO ?= go
 BIN := bin/cloudservers
 SWAG := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 
-.PHONY: all build run run-ha stack stack-ha fetch fetch-ha test test-ha unit chaos bench bench-report bench-micro docs docs-check histories check-tools clean
+.PHONY: all build run run-ha stack stack-ha fetch fetch-ha test test-ha unit chaos chaos-ha bench bench-ha bench-report bench-micro docs docs-check histories check-tools clean
 
 all: build
 
@@ -40,6 +40,12 @@ fetch-ha: build
 test-ha: build
 	CLOUDSERVERS_HA=1 $(GO) test -race -tags integration -count=1 -v -timeout 20m -run 'TestHATopology' ./internal/devstack/
 
+## chaos-ha: the whole system on the HA topology under load from 4 customers, with its shape checked as test-ha does;
+##           kill -9 (and restart) of Kafka brokers, ZooKeeper members, the Temporal server, PostgreSQL, an API replica,
+##           a worker, and 2 of 3 brokers at once; checks 0 lost / 0 duplicated / 0 leaked; prints HA-CHAOS table rows
+chaos-ha: build
+	CLOUDSERVERS_HA=1 $(GO) test -race -tags integration -count=1 -v -timeout 30m -run 'TestHAChaos' ./chaos/
+
 ## stack: only ZooKeeper, Kafka and Temporal
 stack: build
 	./$(BIN) stack
@@ -63,6 +69,11 @@ bench: bench-report bench-micro
 
 bench-report: build
 	./$(BIN) bench $(BENCH_FLAGS)
+
+## bench-ha: the benchmark report on the HA topology (the Temporal server on PostgreSQL, 3 brokers RF 3, 3 ZooKeeper):
+##           bench/report-ha.json, bench/report-ha.png, beside make bench-report's dev-server figures
+bench-ha: build
+	./$(BIN) bench -topology ha -json bench/report-ha.json -picture bench/report-ha.png $(BENCH_FLAGS)
 
 ## bench-micro: the notification decoder and the router against their raw baselines (the router on a real Kafka)
 bench-micro: build

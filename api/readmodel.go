@@ -357,7 +357,35 @@ func endOffsets(kc Offsets, topics []string) (map[topicPartition]int64, []string
 // partition (over 20 of them) queued on the client's one connection to the
 // broker was most of an accept's time under concurrency (measured: 58 % of
 // the handlers' waiting at 20 concurrent clients).
+//
+// A leader that died (or lost its leadership) stays in the client's
+// metadata until it is refreshed, every 10 minutes on its own: on an error
+// the metadata of the topics is refreshed and the partitions asked once
+// more, so that a mutation after a broker's death finds the new leaders
+// instead of being refused until the broker is back (seen on the HA
+// topology: every mutation answered 503 for the minute the broker was
+// down).
 func endsOf(kc Offsets, tps []topicPartition) (map[topicPartition]int64, error) {
+	out, err := endsOfOnce(kc, tps)
+	c, ok := kc.(sarama.Client)
+	if err == nil || !ok {
+		return out, err
+	}
+	seen := map[string]bool{}
+	var topics []string
+	for _, tp := range tps {
+		if !seen[tp.topic] {
+			seen[tp.topic] = true
+			topics = append(topics, tp.topic)
+		}
+	}
+	if rerr := c.RefreshMetadata(topics...); rerr != nil {
+		return nil, fmt.Errorf("%w (and refreshing the metadata: %v)", err, rerr)
+	}
+	return endsOfOnce(kc, tps)
+}
+
+func endsOfOnce(kc Offsets, tps []topicPartition) (map[topicPartition]int64, error) {
 	out := make(map[topicPartition]int64, len(tps))
 	c, ok := kc.(sarama.Client)
 	if !ok {

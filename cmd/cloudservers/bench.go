@@ -27,6 +27,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "longest wait for a burst's operations to end")
 	fs.StringVar(&cfg.JSONPath, "json", cfg.JSONPath, "write the report as JSON here (empty: not written)")
 	fs.StringVar(&cfg.PicturePath, "picture", cfg.PicturePath, "write the picture here: .png or .svg (empty: not drawn)")
+	fs.StringVar(&cfg.Topology, "topology", cfg.Topology, `what the system runs on, as dev -topology: "single" (the Temporal dev server) or "ha" (the Temporal server on PostgreSQL, 3 brokers, 3 ZooKeeper)`)
 	fs.StringVar(&cfg.DataDir, "data", "", "data folder of the system (default: a fresh temporary one, removed at the end)")
 	fs.BoolVar(&cfg.KeepData, "keep-data", false, "keep the temporary data folder (its logs/) after the run")
 	fs.StringVar(&cfg.CacheDir, "cache", devstack.DefaultCacheDir(), "cache folder of Kafka, ZooKeeper and Temporal (env CLOUDSERVERS_CACHE)")

@@ -290,7 +290,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	if *metricsListen != "" {
-		stop, err := serveStatus(*metricsListen, log, reg, nil)
+		stop, err := serveStatus(*metricsListen, log, reg, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -475,7 +475,20 @@ func runBridge(ctx context.Context, args []string) error {
 		return out
 	}})
 	if cfg.statusListen != "" {
-		stop, err := serveStatus(cfg.statusListen, log, reg, func(ctx context.Context) (any, error) {
+		deps := []readiness{
+			{"zookeeper", cfg.zookeeper, func(context.Context) error {
+				if !coord.Connected() {
+					return errors.New("no ZooKeeper session")
+				}
+				return nil
+			}},
+			{"kafka", cfg.kafka, func(context.Context) error { return kc.RefreshMetadata() }},
+			{"temporal", cfg.temporal, func(ctx context.Context) error {
+				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			}},
+		}
+		stop, err := serveStatus(cfg.statusListen, log, reg, deps, func(ctx context.Context) (any, error) {
 			sys, err := collectStatus(ctx, coord, kc, cfg.requestsTopic, cfg.requestGroup, cfg.notifTopics, cfg.routerGroup)
 			out := bridgeStatus{Process: id, AssignmentMode: cfg.mode, System: sys, Leading: map[string]int64{}, Routing: map[string]int64{},
 				Requests: requests.Stats.Snapshot(), Router: router.Stats.Snapshot()}
@@ -688,9 +701,44 @@ func createKey(ctx context.Context, brokers []string, customer, name string, adm
 	return key, nil
 }
 
-// serveStatus serves /healthz, /metrics (reg) and /status (JSON from
-// status, when not nil) until stop is called.
-func serveStatus(addr string, log *slog.Logger, reg *prometheus.Registry, status func(context.Context) (any, error)) (stop func(), err error) {
+// readiness is one dependency of a process: its name, address and a check
+// (nil error: reachable).
+type readiness struct {
+	name, address string
+	check         func(context.Context) error
+}
+
+// readyReport runs the checks side by side: each dependency's state ("ok"
+// or its address and error) and the names of those missing.
+func readyReport(ctx context.Context, deps []readiness) (map[string]string, []string) {
+	errs := make([]error, len(deps))
+	var wg sync.WaitGroup
+	for i, d := range deps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.check(ctx)
+		}()
+	}
+	wg.Wait()
+	state := map[string]string{}
+	var missing []string
+	for i, d := range deps {
+		if errs[i] != nil {
+			state[d.name] = fmt.Sprintf("%s: %v", d.address, errs[i])
+			missing = append(missing, d.name)
+			continue
+		}
+		state[d.name] = "ok"
+	}
+	return state, missing
+}
+
+// serveStatus serves /healthz (the process is up), /metrics (reg), /readyz
+// (with deps: 200 while every dependency answers, else 503 naming those
+// missing) and /status (JSON from status, when not nil) until stop is
+// called.
+func serveStatus(addr string, log *slog.Logger, reg *prometheus.Registry, deps []readiness, status func(context.Context) (any, error)) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("status listener on %s: %w", addr, err)
@@ -701,6 +749,21 @@ func serveStatus(addr string, log *slog.Logger, reg *prometheus.Registry, status
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	if deps != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			state, missing := readyReport(ctx, deps)
+			w.Header().Set("Content-Type", "application/json")
+			if len(missing) > 0 {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_ = json.NewEncoder(w).Encode(map[string]any{"status": "unavailable", "missing": missing, "dependencies": state})
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "ready", "dependencies": state})
+		})
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		if status == nil {
 			http.NotFound(w, r)

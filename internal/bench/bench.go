@@ -16,11 +16,18 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/cloudservers/cloudservers/internal/devstack"
 )
 
 // Config sets what the benchmark does. The defaults (DefaultConfig) finish
 // in about four minutes on 2 cores.
 type Config struct {
+	// Topology is what the system runs on, as `dev -topology`: "single"
+	// (one broker, one ZooKeeper, the Temporal dev server on SQLite; the
+	// default) or "ha" (3 brokers RF 3, 3 ZooKeeper, the Temporal server
+	// on PostgreSQL, 2 API replicas, 3 bridges, 2 workers).
+	Topology   string        `json:"topology"`
 	N          int           `json:"n"`           // creates (and deletes) end to end
 	C          int           `json:"c"`           // concurrent clients for them
 	BootTime   time.Duration `json:"boot_time"`   // the simulator's create-to-ACTIVE time
@@ -67,7 +74,7 @@ func DefaultConfig() Config {
 		N: 100, C: 20, BootTime: 3 * time.Second, DeleteTime: time.Second,
 		AcceptSingle: 20, AcceptConcurrent: 80, AcceptClients: 20, Customers: 40,
 		HistorySample: 10, OpTimeout: 3 * time.Minute,
-		JSONPath: "bench/report.json", PicturePath: "bench/report.png",
+		JSONPath: "bench/report.json", PicturePath: "bench/report.png", Topology: devstack.TopologySingle,
 	}
 }
 
@@ -82,6 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("accept counts and clients must be at least 1")
 	case c.Customers < 1:
 		return fmt.Errorf("customers must be at least 1")
+	case c.Topology != "" && c.Topology != devstack.TopologySingle && c.Topology != devstack.TopologyHA:
+		return fmt.Errorf("topology %q: use %q or %q", c.Topology, devstack.TopologySingle, devstack.TopologyHA)
 	}
 	// 25 servers per customer is the API's quota; leave room.
 	if total := c.N + c.AcceptSingle + c.AcceptConcurrent; total > 20*c.Customers {

@@ -70,7 +70,7 @@ func (rep *Report) WritePicture(path string) error {
 		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseBackgroundColor(color.White))}
 	}
 	dc := draw.New(c)
-	title := fmt.Sprintf("cloudservers bench, %s — red: the system, blue: raw baseline on the same engines, same run", rep.Started.Format("2006-01-02 15:04"))
+	title := fmt.Sprintf("cloudservers bench, %s, topology %s — red: the system, blue: raw baseline on the same engines, same run", rep.Started.Format("2006-01-02 15:04"), rep.Config.Topology)
 	font := plot.DefaultFont
 	font.Size = vg.Points(16)
 	dc.FillText(draw.TextStyle{Color: color.Black, Font: font, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter},

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cloudservers/cloudservers/internal/devstack"
 )
 
 // Report is the outcome of one benchmark run: rows of measures beside their
@@ -197,6 +199,7 @@ func num(v float64) string {
 
 // WriteTable prints the rows side by side, grouped by section.
 func (rep *Report) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "topology: %s\n", TopologyLabel(rep.Config.Topology))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "section\tmeasure\tsystem\traw baseline\tratio\ttarget\tmet")
 	section := ""
@@ -263,4 +266,14 @@ func (rep *Report) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// TopologyLabel says what a topology runs the system on, for the report:
+// the Temporal dev server or the Temporal server on PostgreSQL above all.
+func TopologyLabel(topology string) string {
+	if topology == devstack.TopologyHA {
+		return fmt.Sprintf("ha: the Temporal server on PostgreSQL (%d history shards), 3 Kafka brokers (RF %d, min.insync.replicas %d), 3 ZooKeeper servers, 2 API replicas (the load goes to the first), 3 bridges, 2 workers",
+			devstack.HAHistoryShards, devstack.HAReplicationFactor, devstack.HAMinInsyncReplicas)
+	}
+	return "single: the Temporal dev server (SQLite), 1 Kafka broker (RF 1), 1 ZooKeeper server, 1 API, 2 bridges, 1 worker"
 }

@@ -124,7 +124,7 @@ func TestReportOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"NOT met", "0.225×", "router", "notifications/s, 2 routers", "targets met: 1 of 2", "rate_limited"} {
+	for _, want := range []string{"topology: single: the Temporal dev server", "NOT met", "0.225×", "router", "notifications/s, 2 routers", "targets met: 1 of 2", "rate_limited"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -39,6 +39,7 @@ type Endpoints struct {
 type Stack struct {
 	Endpoints Endpoints
 	DataDir   string
+	runDir    string // where dev keeps the endpoints file and logs
 	group     *devstack.Group
 	keep      bool
 	// Exited is closed when the dev process ends on its own; Err then says
@@ -61,15 +62,28 @@ func StartStack(ctx context.Context, self string, cfg Config, log io.Writer) (*S
 		return nil, err
 	}
 	s := &Stack{DataDir: dir, group: devstack.NewGroup(log), keep: cfg.DataDir != "" || cfg.KeepData, Exited: make(chan struct{})}
-	path := filepath.Join(dir, "endpoints.json")
+	// The HA topology keeps its data (endpoints file and logs) in <data>/ha.
+	s.runDir = dir
+	if cfg.Topology == devstack.TopologyHA {
+		s.runDir = devstack.HADataDir(dir)
+		// PostgreSQL runs as the postgres user when we are root: it must
+		// be able to enter the folder (MkdirTemp makes it 0700).
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(s.runDir, "endpoints.json")
 	args := []string{self, "dev", "-data", dir, "-sim-boot-time", cfg.BootTime.String(), "-sim-delete-time", cfg.DeleteTime.String()}
+	if cfg.Topology != "" {
+		args = append(args, "-topology", cfg.Topology)
+	}
 	if cfg.CacheDir != "" {
 		args = append(args, "-cache", cfg.CacheDir)
 	}
 	t0 := time.Now()
 	fmt.Fprintf(log, "starting the system (%s) in %s ...\n", strings.Join(args[1:], " "), dir)
 	err := s.group.Start(ctx, devstack.Process{
-		Name: "dev", Cmd: args, LogFile: filepath.Join(dir, "logs", "dev.log"),
+		Name: "dev", Cmd: args, LogFile: filepath.Join(s.runDir, "logs", "dev.log"),
 		// The first run on a machine may fetch Kafka and build Temporal.
 		ReadyTimeout: 15 * time.Minute, ReadyInterval: 250 * time.Millisecond, StopTimeout: 60 * time.Second,
 		Ready: func(context.Context) error {
@@ -107,7 +121,7 @@ func StartStack(ctx context.Context, self string, cfg Config, log io.Writer) (*S
 // it failed, so a broken start names the culprit even when dev's own
 // message does not.
 func (s *Stack) componentTails() string {
-	logs := filepath.Join(s.DataDir, "logs")
+	logs := filepath.Join(s.runDir, "logs")
 	entries, err := os.ReadDir(logs)
 	if err != nil {
 		return ""

@@ -245,6 +245,14 @@ func (c *Coordinator) SessionTimeout() time.Duration {
 // SessionID is the current ZooKeeper session ID (0 while there is none).
 func (c *Coordinator) SessionID() int64 { return c.sess.view().id }
 
+// Connected reports whether the client is connected with a session now
+// (false from a disconnection until the session resumes or a new one
+// starts).
+func (c *Coordinator) Connected() bool {
+	v := c.sess.view()
+	return v.live && v.id != 0
+}
+
 // ProcessID is the configured process ID.
 func (c *Coordinator) ProcessID() string { return c.cfg.ProcessID }
 
