@@ -48,7 +48,8 @@ type RouterScaleConfig struct {
 type RouterScaleRow struct {
 	Processes int `json:"processes"`
 	// RouterPerSec is notifications/s over all routing processes: from
-	// their start until every notification was handled.
+	// the first notification handled until every one was (the bare
+	// consumer's clock starts at its first record too).
 	RouterPerSec float64 `json:"router_per_s"`
 	// BarePerSec is a bare sarama consumer's notifications/s reading all
 	// partitions of the same topic, measured just before.
@@ -281,7 +282,8 @@ func bareConsume(ctx context.Context, cfg RouterScaleConfig, topic string) (floa
 	defer c.Close()
 	var got atomic.Int64
 	done := make(chan struct{})
-	start := time.Now()
+	var first sync.Once
+	var start time.Time
 	for p := range cfg.Partitions {
 		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
@@ -290,6 +292,7 @@ func bareConsume(ctx context.Context, cfg RouterScaleConfig, topic string) (floa
 		defer pc.Close()
 		go func() {
 			for range pc.Messages() {
+				first.Do(func() { start = time.Now() })
 				if got.Add(1) == int64(cfg.Notifications) {
 					close(done)
 				}
@@ -301,7 +304,9 @@ func bareConsume(ctx context.Context, cfg RouterScaleConfig, topic string) (floa
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
-	return float64(cfg.Notifications) / time.Since(start).Seconds(), nil
+	// From the first record: the consumers' start (offsets, leaders) is
+	// not reading, and the routers' clock starts the same way.
+	return float64(cfg.Notifications-1) / time.Since(start).Seconds(), nil
 }
 
 // fillServers writes a server record, with its running operation, for each
@@ -401,12 +406,24 @@ func routeWith(ctx context.Context, cfg RouterScaleConfig, topic string, routesT
 		return sum
 	}
 	var err error
+	// The clock starts at the first notification handled, as the bare
+	// consumer's does: the partitions' start (committed offsets, leaders)
+	// is not routing.
+	for handled() == 0 && err == nil {
+		select {
+		case err = <-errs:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
+	start = time.Now()
 	for handled() < int64(cfg.Notifications) && err == nil {
 		select {
 		case err = <-errs:
 		case <-ctx.Done():
 			err = ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-time.After(100 * time.Microsecond):
 		}
 	}
 	row.Elapsed = time.Since(start)
@@ -414,7 +431,7 @@ func routeWith(ctx context.Context, cfg RouterScaleConfig, topic string, routesT
 	if err != nil {
 		return row, err
 	}
-	row.RouterPerSec = float64(cfg.Notifications) / row.Elapsed.Seconds()
+	row.RouterPerSec = float64(cfg.Notifications-1) / row.Elapsed.Seconds()
 	row.OwnSignals, row.ForeignSignals = signals.own.Load(), signals.foreign.Load()
 	if len(m.foreign) > 0 {
 		// The router's only Temporal handle is its Signaller: every call
