@@ -198,11 +198,15 @@ func num(v float64) string {
 }
 
 // WriteTable prints the rows side by side, grouped by section.
+// maxInlineNote is the longest note written beside its measure.
+const maxInlineNote = 60
+
 func (rep *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "topology: %s\n", TopologyLabel(rep.Config.Topology))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "section\tmeasure\tsystem\traw baseline\tratio\ttarget\tmet")
 	section := ""
+	var notes []string
 	for _, r := range rep.Rows {
 		sec := ""
 		if r.Section != section {
@@ -225,13 +229,22 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			met = map[bool]string{true: "met", false: "NOT met"}[*r.Met]
 		}
 		measure := r.Measure
-		if r.Note != "" {
+		switch {
+		case len(r.Note) > maxInlineNote:
+			// A long note (where the CPU went, the busiest requests)
+			// goes under the table, so the columns stay readable.
+			notes = append(notes, r.Note)
+			measure += fmt.Sprintf(" [%d]", len(notes))
+		case r.Note != "":
 			measure += " (" + r.Note + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sec, measure, num(r.System)+" "+r.Unit, base, ratio, target, met)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for i, n := range notes {
+		fmt.Fprintf(w, "[%d] %s\n", i+1, n)
 	}
 	met, all := 0, 0
 	for _, r := range rep.Rows {
