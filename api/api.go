@@ -273,15 +273,24 @@ func (s *Server) health(c *gin.Context) {
 
 // ready godoc
 //
-//	@Summary	Readiness: the read model has caught up with Kafka
+//	@Summary	Readiness: the read model has caught up with Kafka, and the bucket map (ZooKeeper) is in force
 //	@Tags		health
 //	@Produce	json,application/problem+json
 //	@Success	200	{object}	map[string]string
-//	@Failure	503	{object}	Problem	"service_unavailable: still reading the state topics"
+//	@Failure	503	{object}	Problem	"service_unavailable: names the dependency missing (kafka: still reading the state topics; zookeeper: the bucket map cannot be read)"
 //	@Router		/readyz [get]
 func (s *Server) ready(c *gin.Context) {
+	var missing []string
 	if !s.rm.Ready() {
-		e := errorf(CodeUnavailable, "catching up with Kafka")
+		missing = append(missing, "kafka: catching up with the state topics")
+	}
+	if s.buckets != nil {
+		if err := s.buckets.Err(); err != nil {
+			missing = append(missing, "zookeeper: "+err.Error())
+		}
+	}
+	if len(missing) > 0 {
+		e := errorf(CodeUnavailable, "not ready: "+strings.Join(missing, "; "))
 		e.RetryAfter = 1
 		s.abort(c, e)
 		return

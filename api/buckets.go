@@ -81,6 +81,14 @@ func (r *BucketRoutes) set(version int64, buckets []int32, frozen []int, err err
 	r.changed = make(chan struct{})
 }
 
+// Err says why nothing is routed (the map not read yet, no ZooKeeper
+// session, a corrupted map); nil while a map is in force.
+func (r *BucketRoutes) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
 // Version is the version in force (0 while none is).
 func (r *BucketRoutes) Version() int64 {
 	r.mu.Lock()

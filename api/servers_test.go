@@ -27,8 +27,25 @@ func TestHealthAndReadiness(t *testing.T) {
 	if rec.Header().Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
 	}
+	if !strings.Contains(rec.Body.String(), "kafka: catching up") {
+		t.Errorf("503 does not name Kafka: %s", rec.Body.String())
+	}
 	rm.MarkCaughtUp()
 	expect(t, e2.do(req{method: "GET", path: "/readyz"}), 200, "", nil)
+
+	// Nor is one that cannot read the bucket map: it names ZooKeeper.
+	routes := api.NewBucketRoutes()
+	rm3 := api.NewReadModel()
+	rm3.MarkCaughtUp()
+	e3 := *e
+	e3.h = api.New(api.Config{Buckets: routes}, nil, rm3, nil, e.kafka, e.kafka).Handler()
+	rec = e3.do(req{method: "GET", path: "/readyz"})
+	expect(t, rec, 503, api.CodeUnavailable, nil)
+	if !strings.Contains(rec.Body.String(), "zookeeper: the bucket map has not been read yet") {
+		t.Errorf("503 does not name ZooKeeper: %s", rec.Body.String())
+	}
+	routes.Install(1, make([]int32, 256), nil)
+	expect(t, e3.do(req{method: "GET", path: "/readyz"}), 200, "", nil)
 }
 
 func TestAuthentication(t *testing.T) {

@@ -430,7 +430,7 @@ const docTemplate = `{
                 "tags": [
                     "health"
                 ],
-                "summary": "Readiness: the read model has caught up with Kafka",
+                "summary": "Readiness: the read model has caught up with Kafka, and the bucket map (ZooKeeper) is in force",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -442,7 +442,7 @@ const docTemplate = `{
                         }
                     },
                     "503": {
-                        "description": "service_unavailable: still reading the state topics",
+                        "description": "service_unavailable: names the dependency missing (kafka: still reading the state topics; zookeeper: the bucket map cannot be read)",
                         "schema": {
                             "$ref": "#/definitions/Problem"
                         }

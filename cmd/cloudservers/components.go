@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -289,8 +291,9 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ready := &workerReady{}
 	if *metricsListen != "" {
-		stop, err := serveStatus(*metricsListen, log, reg, nil, nil)
+		stop, err := serveStatus(*metricsListen, log, reg, ready.deps(strings.Join(brokers, ","), c.temporal), nil)
 		if err != nil {
 			return err
 		}
@@ -300,17 +303,20 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ready.openstack.Store(true)
 	producer, err := kafka.ConnectProducer(ctx, brokers, "cloudservers-worker", false, log)
 	if err != nil {
 		return err
 	}
 	defer producer.Close()
+	ready.kafka.Store(true)
 	producer.Instrument(kafka.NewProduceMetrics(reg, telemetry.LatencyBuckets))
 	tc, err := temporal.Dial(ctx, c.temporal, c.namespace, log, withTelemetry)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
+	ready.temporal.Store(&tc)
 	log.Info("worker polling", "task_queue", "cloudservers", "temporal", c.temporal)
 	acts := activities.New(clients, catalog, producer)
 	// A catalog entry the cloud lacks would fail every order of it: say
@@ -319,6 +325,38 @@ func runWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("the catalog does not match the cloud: %w", err)
 	}
 	return worker.Run(ctx, tc, workflows.TaskQueue, acts)
+}
+
+// workerReady is the worker's /readyz (on -metrics-listen): it connects to
+// OpenStack, Kafka and Temporal in that order, each retried with backoff
+// until it answers, and each is missing until then; Temporal is asked
+// again (CheckHealth) on every probe.
+type workerReady struct {
+	openstack, kafka atomic.Bool
+	temporal         atomic.Pointer[client.Client]
+}
+
+func (w *workerReady) deps(kafkaAddr, temporalAddr string) []readiness {
+	connected := func(ok *atomic.Bool) func(context.Context) error {
+		return func(context.Context) error {
+			if !ok.Load() {
+				return errors.New("not connected yet (retrying)")
+			}
+			return nil
+		}
+	}
+	return []readiness{
+		{"openstack", cmp.Or(os.Getenv("OS_AUTH_URL"), "cloud "+os.Getenv("OS_CLOUD")), connected(&w.openstack)},
+		{"kafka", kafkaAddr, connected(&w.kafka)},
+		{"temporal", temporalAddr, func(ctx context.Context) error {
+			tc := w.temporal.Load()
+			if tc == nil {
+				return errors.New("not connected yet (retrying)")
+			}
+			_, err := (*tc).CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}},
+	}
 }
 
 func connectOpenStack(ctx context.Context, log *slog.Logger) (openstack.Clients, error) {

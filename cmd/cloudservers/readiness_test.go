@@ -59,3 +59,19 @@ func TestReadyz(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:7233: connection refused", body["dependencies"].(map[string]any)["temporal"])
 	assert.Equal(t, "ok", body["dependencies"].(map[string]any)["zookeeper"])
 }
+
+// The worker's readiness names what it has not connected to yet, in the
+// order it connects (OpenStack, Kafka, Temporal).
+func TestWorkerReadiness(t *testing.T) {
+	w := &workerReady{}
+	deps := w.deps("k1:9092", "127.0.0.1:7233")
+	state, missing := readyReport(context.Background(), deps)
+	assert.Equal(t, []string{"openstack", "kafka", "temporal"}, missing)
+	assert.Equal(t, "k1:9092: not connected yet (retrying)", state["kafka"])
+	w.openstack.Store(true)
+	w.kafka.Store(true)
+	state, missing = readyReport(context.Background(), deps)
+	assert.Equal(t, []string{"temporal"}, missing)
+	assert.Equal(t, "ok", state["openstack"])
+	assert.Equal(t, "ok", state["kafka"])
+}
