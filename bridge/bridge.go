@@ -155,6 +155,9 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 	// Close (not AsyncClose) drains the channels, so the partition is free
 	// for the next tenure when this returns.
 	defer pc.Close()
+	// The message in hand when the tenure ends gets finishGrace to finish.
+	mctx, cancelGrace := graceContext(ctx, finishGrace)
+	defer cancelGrace()
 	log.Info("consuming", "from", next, "committed_by", committed[partition].Metadata)
 	commitNow := func(ctx context.Context, msg *sarama.ConsumerMessage) error {
 		return commitOffset(kc, group, noGeneration, "", topic, partition, msg.Offset+1, meta)
@@ -201,7 +204,7 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 			if !ok {
 				return errors.Join(fmt.Errorf("consumer of %s/%d closed", topic, partition), flush())
 			}
-			if err := process(ctx, msg, h, commit, log); err != nil {
+			if err := processIn(ctx, mctx, msg, h, commit, log); err != nil {
 				return err
 			}
 			if ctx.Err() != nil {
@@ -219,6 +222,14 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, kc sarama.C
 func process(ctx context.Context, msg *sarama.ConsumerMessage, h handler, commit func(context.Context, *sarama.ConsumerMessage) error, log *slog.Logger) error {
 	mctx, cancel := graceContext(ctx, finishGrace)
 	defer cancel()
+	return processIn(ctx, mctx, msg, h, commit, log)
+}
+
+// processIn is process with the grace context of the tenure (graceContext
+// of ctx), made once for all its messages: one per message registered and
+// removed a callback on the tenure's context, whose lock every partition
+// of a process shares.
+func processIn(ctx, mctx context.Context, msg *sarama.ConsumerMessage, h handler, commit func(context.Context, *sarama.ConsumerMessage) error, log *slog.Logger) error {
 	if err := handleWithRetry(ctx, mctx, msg, h, log); err != nil {
 		log.Warn("stopped before the message was handled; the next owner delivers it", "offset", msg.Offset, "error", err)
 		return nil

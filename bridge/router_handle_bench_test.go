@@ -15,10 +15,13 @@ func BenchmarkRouterHandle(b *testing.B) {
 	records := scenario(b, "a-create", "")
 	r := newTestRouter(&fakeSignals{}, testRoutes(b))
 	commit := func(context.Context, *sarama.ConsumerMessage) error { return nil }
+	ctx := context.Background()
+	mctx, cancel := graceContext(ctx, finishGrace)
+	defer cancel()
 	b.ResetTimer()
 	for i := range b.N {
 		msg := &sarama.ConsumerMessage{Value: records[i%len(records)], Timestamp: time.Now()}
-		if err := process(context.Background(), msg, r.handle, commit, r.Log); err != nil {
+		if err := processIn(ctx, mctx, msg, r.handle, commit, r.Log); err != nil {
 			b.Fatal(err)
 		}
 	}
