@@ -559,9 +559,17 @@ func TestRoutesBesideRequests(t *testing.T) {
 			return c.OwnResourcePartitions(ctx, Routes(topic), routes, rec.run(proc))
 		})
 	}
-	a1 := rec.mustWait("a", true, 1, 10*time.Second)
-	if a1.lease.Topic != topic || a1.lease.Partition != 0 {
-		t.Fatalf("a's first lease = %+v, want route %s/0", a1.lease, topic)
+	// a may hold route 1 for a moment, while b is not yet its live
+	// candidate, and hand it back: its lease of route 0 is the one kept.
+	var a1 event
+	for n := 1; ; n++ {
+		a1 = rec.mustWait("a", true, n, 10*time.Second)
+		if a1.lease.Topic == topic && a1.lease.Partition == 0 {
+			break
+		}
+		if a1.lease.Topic != topic || n == 3 {
+			t.Fatalf("a's lease #%d = %+v, want route %s/0 (or route 1 for a moment)", n, a1.lease, topic)
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for rec.current("route "+topic+"/1") != "b" || rec.current("partition 0") != "b" {
@@ -600,7 +608,7 @@ func TestRoutesBesideRequests(t *testing.T) {
 	var b1 event
 	for i := 1; ; i++ {
 		e := rec.mustWait("b", true, i, timeout+5*time.Second)
-		if e.lease.Topic == topic && e.lease.Partition == 0 {
+		if e.lease.Topic == topic && e.lease.Partition == 0 && e.at.After(cut) {
 			b1 = e
 			break
 		}
