@@ -26,10 +26,11 @@ other_requests{operation="UpdateWorkflowExecution"} 100
 `))
 	}))
 	defer srv.Close()
-	got, err := persistenceRequests(context.Background(), srv.URL)
+	families, err := scrape(context.Background(), srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := byOperation(families, "persistence_requests")
 	if got["UpdateWorkflowExecution"] != 12 || got["GetWorkflowExecution"] != 3 || len(got) != 2 {
 		t.Fatalf("got %v, want UpdateWorkflowExecution 12, GetWorkflowExecution 3", got)
 	}
@@ -40,7 +41,7 @@ func TestPersistenceRequestsRefusesGarbage(t *testing.T) {
 		w.Write([]byte("persistence_requests{operation=\"x\" 1 2 3\n"))
 	}))
 	defer srv.Close()
-	if _, err := persistenceRequests(context.Background(), srv.URL); err == nil || !strings.Contains(err.Error(), srv.URL) {
+	if _, err := scrape(context.Background(), srv.URL); err == nil || !strings.Contains(err.Error(), srv.URL) {
 		t.Fatalf("err = %v, want a parse error naming the endpoint", err)
 	}
 }
@@ -68,12 +69,12 @@ func TestEngineUseOverABurst(t *testing.T) {
 	before.persistence = map[string]float64{"A": 5, "B": 1}
 	after.persistence = map[string]float64{"A": 9, "B": 1, "C": 2}
 	use = after.since(before)
-	if use.persistenceTotal() != 6 || use.persistence["A"] != 4 || use.persistence["C"] != 2 {
+	if total(use.persistence) != 6 || use.persistence["A"] != 4 || use.persistence["C"] != 2 {
 		t.Fatalf("persistence over the burst = %v, want A 4, C 2", use.persistence)
 	}
 	raw := engineUse{persistence: map[string]float64{"A": 2}}
-	if got := topPersistence(use, raw, 2, 1, 1); got != "A 2.0 (raw 2.0)" {
-		t.Fatalf("topPersistence = %q", got)
+	if got := top(use.persistence, raw.persistence, 2, 1, 1); got != "A 2.0 (raw 2.0)" {
+		t.Fatalf("top = %q", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -24,19 +25,31 @@ func (h historyCount) plus(o historyCount) historyCount {
 
 // countHistory counts the events of the latest run of workflow id.
 func countHistory(ctx context.Context, tc client.Client, id string) (historyCount, error) {
-	var h historyCount
-	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			return h, fmt.Errorf("history of %s: %w", id, err)
-		}
-		h.Events++
+	events, err := history(ctx, tc, id)
+	if err != nil {
+		return historyCount{}, err
+	}
+	h := historyCount{Events: len(events)}
+	for _, ev := range events {
 		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
 			h.Signals++
 		}
 	}
 	return h, nil
+}
+
+// history returns every event of the latest run of workflow id.
+func history(ctx context.Context, tc client.Client, id string) ([]*historypb.HistoryEvent, error) {
+	var out []*historypb.HistoryEvent
+	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 // meanCount is the mean of counts, as floats.

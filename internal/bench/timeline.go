@@ -37,20 +37,6 @@ func taskWait(events []*historypb.HistoryEvent) time.Duration {
 	return wait
 }
 
-// history returns every event of the latest run of workflow id.
-func history(ctx context.Context, tc client.Client, id string) ([]*historypb.HistoryEvent, error) {
-	var out []*historypb.HistoryEvent
-	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			return nil, fmt.Errorf("history of %s: %w", id, err)
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
-
 // createStages are where one create's time went, from the histories of its
 // server's lifecycle and its operation, and the benchmark's own clock (the
 // POST, the succeeded event on the stream; one machine, one clock).
