@@ -139,7 +139,6 @@ func total(m map[string]float64) float64 {
 	return t
 }
 
-
 // cpuTable renders each process's CPU seconds over the burst, largest
 // first: "temporal 41.2 s, worker 6.1 s, ...".
 func (u engineUse) cpuTable() string {
