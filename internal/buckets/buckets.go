@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -423,9 +422,3 @@ func ints[T int | int32](v []T) string {
 	return strings.Join(s, ",")
 }
 
-// EnsureMap is zkcoord.EnsureMap: the dev stack and the cluster setup call
-// that one (this package imports the bridge, which the dev stack's users
-// import).
-func EnsureMap(ctx context.Context, connect string, partitions int32, log *slog.Logger) (zkcoord.BucketMap, bool, error) {
-	return zkcoord.EnsureMap(ctx, connect, partitions, log)
-}

@@ -39,11 +39,11 @@ func TestMoveRefusalsRollbackAndCorruption(t *testing.T) {
 	itest.OwnTopics(t, ends.Kafka, devstack.TopicSpec{Name: topic, Partitions: 2})
 	connect := ends.ZooKeeper + chroot
 
-	m, created, err := buckets.EnsureMap(ctx, connect, 2, log)
+	m, created, err := zkcoord.EnsureMap(ctx, connect, 2, log)
 	if err != nil || !created || m.Version != 1 || m.Partitions != 2 || m.Buckets[3] != 1 {
 		t.Fatalf("EnsureMap on a new system: %+v created %v, %v", m, created, err)
 	}
-	if again, created, err := buckets.EnsureMap(ctx, connect, 5, log); err != nil || created || again.Partitions != 2 {
+	if again, created, err := zkcoord.EnsureMap(ctx, connect, 5, log); err != nil || created || again.Partitions != 2 {
 		t.Fatalf("EnsureMap again: %+v created %v, %v; want the existing map kept", again, created, err)
 	}
 
