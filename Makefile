@@ -14,9 +14,12 @@ all: build
 check-tools:
 	@scripts/check-tools.sh
 
+# Built as the image builds it (docker/Dockerfile: CGO off, -trimpath), so that the test that replays
+# the image's build stage in a clean copy finds every package in the build cache (87 s for a cold build
+# here, then 15 s for the test; 8 minutes for the test when the flags differed).
 build: check-tools
 	@mkdir -p bin
-	$(GO) build -o $(BIN) ./cmd/cloudservers
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/cloudservers
 
 ## run: the whole system (ZooKeeper, Kafka, Temporal + UI, OpenStack simulator, API, two bridges, worker)
 run: build
