@@ -337,17 +337,8 @@ func checkHAShape(t *testing.T, ctx context.Context, h *haSystem) {
 		t.Fatalf("%d brokers", len(brokers))
 	}
 	h.awaitFullISR(ctx)
-	for _, ts := range devstack.Topics(h.e.RequestPartitions) {
-		entries, err := h.admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: ts.Name,
-			ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"}})
-		must(t, err)
-		got := map[string]string{}
-		for _, c := range entries {
-			got[c.Name] = c.Value
-		}
-		if got["min.insync.replicas"] != "2" || got["unclean.leader.election.enable"] != "false" {
-			t.Errorf("topic %s: %v, want min.insync.replicas=2, unclean.leader.election.enable=false", ts.Name, got)
-		}
+	if err := devstack.CheckTopicGuarantees(h.admin, devstack.Topics(h.e.RequestPartitions)); err != nil {
+		t.Error(err)
 	}
 	resp, err := h.http.Get(h.e.TemporalUI + "/")
 	must(t, err)

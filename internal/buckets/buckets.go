@@ -421,4 +421,3 @@ func ints[T int | int32](v []T) string {
 	}
 	return strings.Join(s, ",")
 }
-

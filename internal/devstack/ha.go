@@ -568,3 +568,28 @@ func freePortBelow(limit int) (int, error) {
 	}
 	return 0, fmt.Errorf("no free port in 20000-%d", limit)
 }
+
+// CheckTopicGuarantees reads each topic's configuration and names, all at
+// once, those that lack the HA topology's guarantees: min.insync.replicas
+// HAMinInsyncReplicas and no unclean leader election. The HA topology's
+// tests and its chaos suite check the cluster they run on with it.
+func CheckTopicGuarantees(admin sarama.ClusterAdmin, topics []TopicSpec) error {
+	want := strconv.Itoa(HAMinInsyncReplicas)
+	var errs []error
+	for _, ts := range topics {
+		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: ts.Name,
+			ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("topic %s: %w", ts.Name, err))
+			continue
+		}
+		got := map[string]string{}
+		for _, c := range entries {
+			got[c.Name] = c.Value
+		}
+		if got["min.insync.replicas"] != want || got["unclean.leader.election.enable"] != "false" {
+			errs = append(errs, fmt.Errorf("topic %s: %v, want min.insync.replicas=%s, unclean.leader.election.enable=false", ts.Name, got, want))
+		}
+	}
+	return errors.Join(errs...)
+}

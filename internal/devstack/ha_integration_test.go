@@ -83,17 +83,9 @@ func TestHATopology(t *testing.T) {
 				t.Errorf("%s/%d has %d replicas, want 3", m.Name, p.ID, len(p.Replicas))
 			}
 		}
-		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: m.Name, ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, c := range entries {
-			got[c.Name] = c.Value
-		}
-		if got["min.insync.replicas"] != "2" || got["unclean.leader.election.enable"] != "false" {
-			t.Errorf("topic %s: %v, want min.insync.replicas=2, unclean.leader.election.enable=false", m.Name, got)
-		}
+	}
+	if err := CheckTopicGuarantees(admin, Topics(e.RequestPartitions)); err != nil {
+		t.Error(err)
 	}
 
 	// ZooKeeper: three serving, exactly one leader.
